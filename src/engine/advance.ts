@@ -1,0 +1,183 @@
+/**
+ * advance: the one transaction shape that moves a run forward. Lock the run (and read every
+ * step's state) → run the caller's fence → ask the pure scheduler → write its commands and
+ * the events → optionally claim one newly ready step for the calling worker. Completing a
+ * step, a guard, a failure, a lease expiry, cancel, pause and resume all go through here.
+ */
+import type { CompiledWorkflow } from '../core/compiled.ts';
+import { WeftError, toErrorRecord, type ErrorRecord } from '../core/errors.ts';
+import { evaluateExpression } from '../core/expressions.ts';
+import { decide, type EngineCommand } from '../core/scheduler.ts';
+import type { Random, RunStatus, SchedulerCommand, SchedulerEvent } from '../core/scheduler-types.ts';
+import type { Queryable } from '../store/db.ts';
+import { insertEvents, type NewEvent } from '../store/events.ts';
+import { finishRun, loadRunScope, lockRun, setRunStatus, type UsageDelta } from '../store/runs.ts';
+import {
+  cancelSteps, claimReadyStep, failStep, holdStep, queueSteps, scheduleRetry, skipSteps, type ClaimedStep,
+} from '../store/step-runs.ts';
+import type { VersionCache } from './version-cache.ts';
+
+export interface AdvanceDeps {
+  versions: VersionCache;
+  random: Random;
+}
+
+export interface AdvanceRequest {
+  runId: string;
+  event: SchedulerEvent;
+  at: Date;
+  usage?: UsageDelta;
+  /** Runs under the run lock before deciding; returning false aborts with WEFT_LEASE_LOST. */
+  fence?: (tx: Queryable) => Promise<boolean>;
+  /** Events to record before the decision's own (e.g. the attempt's outcome). */
+  events?: NewEvent[];
+  /** Run statuses this request is valid in; others answer WEFT_CONFLICT. */
+  allowedFrom?: readonly RunStatus[];
+  /** Claim one step the decision makes ready for this worker instead of queueing it. */
+  claimFor?: { workerId: string; leaseUntil: Date };
+}
+
+export interface AdvanceResult {
+  status: RunStatus;
+  finished: boolean;
+  claimed: ClaimedStep | undefined;
+}
+
+export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequest): Promise<AdvanceResult> {
+  const locked = await lockRun(tx, req.runId, req.at, req.usage);
+  if (!locked) throw new WeftError('WEFT_NOT_FOUND', `run ${req.runId} not found`);
+  if (req.allowedFrom && !req.allowedFrom.includes(locked.status)) {
+    throw new WeftError('WEFT_CONFLICT', `run ${req.runId} is ${locked.status}: ${req.event.type.replace('run_', '')} is not allowed`, {
+      details: { status: locked.status },
+    });
+  }
+  if (req.fence && !(await req.fence(tx))) {
+    throw new WeftError('WEFT_LEASE_LOST', `step attempt no longer holds its lease (run ${req.runId})`);
+  }
+  const wf = await deps.versions.get(tx, locked.versionId);
+  const decision = decide(wf, { status: locked.status, steps: locked.steps }, req.event, deps.random);
+  const result = await applyCommands(tx, wf, req, decision.commands);
+  return { status: decision.state.status, ...result };
+}
+
+/** The writes for each command, grouped so that a decision costs few statements. */
+async function applyCommands(
+  tx: Queryable,
+  wf: CompiledWorkflow,
+  req: AdvanceRequest,
+  commands: readonly EngineCommand[],
+): Promise<{ finished: boolean; claimed: ClaimedStep | undefined }> {
+  const { runId, at } = req;
+  const events: NewEvent[] = [...(req.events ?? [])];
+  const queue: string[] = [];
+  const skips: { stepId: string; reason: string }[] = [];
+  const cancels: string[] = [];
+  let finish: Extract<SchedulerCommand, { type: 'finish_run' }> | undefined;
+
+  for (const cmd of commands) {
+    switch (cmd.type) {
+      case 'queue_step':
+        queue.push(cmd.stepId);
+        break;
+      case 'retry_step': {
+        const availableAt = new Date(at.getTime() + cmd.delayMs);
+        await scheduleRetry(tx, runId, cmd.stepId, availableAt);
+        events.push(stepEvent(cmd.stepId, 'step_retry_scheduled', cmd.attempt, {
+          delay_ms: cmd.delayMs, available_at: availableAt.toISOString(), error: cmd.error,
+        }));
+        break;
+      }
+      case 'hold_step':
+        // Paused: the retry waits for resume instead of a timer.
+        await holdStep(tx, runId, cmd.stepId);
+        events.push(stepEvent(cmd.stepId, 'step_retry_scheduled', cmd.attempt, { held_until_resume: true, error: cmd.error }));
+        break;
+      case 'skip_step':
+        skips.push({ stepId: cmd.stepId, reason: cmd.reason });
+        events.push(stepEvent(cmd.stepId, 'step_skipped', null, { reason: cmd.reason }));
+        break;
+      case 'fail_step':
+        await failStep(tx, runId, cmd.stepId, cmd.error, at);
+        events.push(stepEvent(cmd.stepId, 'step_failed', null, { error: cmd.error }));
+        break;
+      case 'cancel_step':
+        cancels.push(cmd.stepId);
+        events.push(stepEvent(cmd.stepId, 'step_cancelled', null, {}));
+        break;
+      case 'set_run_status':
+        await setRunStatus(tx, runId, cmd.status, at);
+        events.push(runEvent(cmd.status === 'paused' ? 'run_paused' : 'run_resumed', {}));
+        break;
+      case 'finish_run':
+        finish = cmd;
+        break;
+      default:
+        assertNever(cmd);
+    }
+  }
+
+  let claimed: ClaimedStep | undefined;
+  if (req.claimFor && queue.length > 0) {
+    const stepId = queue.shift()!;
+    claimed = await claimReadyStep(tx, { runId, stepId, workerId: req.claimFor.workerId, now: at, leaseUntil: req.claimFor.leaseUntil });
+    if (claimed) events.push(stepEvent(stepId, 'step_started', claimed.attempt, { worker: req.claimFor.workerId }));
+  }
+  await queueSteps(tx, runId, queue, at);
+  for (const stepId of queue) events.push(stepEvent(stepId, 'step_queued', null, {}));
+  await skipSteps(tx, runId, skips, at);
+  await cancelSteps(tx, runId, cancels, at);
+  if (finish) await finishWithOutputs(tx, wf, runId, finish, at, events);
+  await insertEvents(tx, runId, events, at);
+  if (cancels.length > 0) await tx.query(`SELECT pg_notify('weft_control', $1)`, [`cancel:${runId}`]);
+  return { finished: finish !== undefined, claimed };
+}
+
+/** A succeeded run evaluates its `outputs` bindings; if that fails, the run fails with the reason. */
+async function finishWithOutputs(
+  tx: Queryable,
+  wf: CompiledWorkflow,
+  runId: string,
+  cmd: Extract<SchedulerCommand, { type: 'finish_run' }>,
+  at: Date,
+  events: NewEvent[],
+): Promise<void> {
+  let status = cmd.status;
+  let error: ErrorRecord | undefined = cmd.error;
+  let outputs: Record<string, unknown> | undefined;
+  if (status === 'succeeded') {
+    try {
+      outputs = await evaluateOutputs(tx, wf, runId);
+    } catch (e) {
+      status = 'failed';
+      error = toErrorRecord(e);
+    }
+  }
+  await finishRun(tx, runId, { status, outputs, error, at });
+  const type = status === 'succeeded' ? 'run_succeeded' : status === 'failed' ? 'run_failed' : 'run_cancelled';
+  events.push(runEvent(type, error ? { error } : {}));
+}
+
+export async function evaluateOutputs(tx: Queryable, wf: CompiledWorkflow, runId: string): Promise<Record<string, unknown>> {
+  const bindings = wf.definition.outputs;
+  if (!bindings) return {};
+  const { inputs, context, outputs } = await loadRunScope(tx, runId, wf.outputRefs);
+  const scope = { input: inputs, context, ...outputs };
+  const result: Record<string, unknown> = {};
+  for (const [name, expr] of Object.entries(bindings)) {
+    const value = await evaluateExpression(expr, scope);
+    result[name] = value === undefined ? null : value;
+  }
+  return result;
+}
+
+function stepEvent(stepId: string, type: NewEvent['type'], attempt: number | null, data: Record<string, unknown>): NewEvent {
+  return { stepId, type, attempt, data };
+}
+
+function runEvent(type: NewEvent['type'], data: Record<string, unknown>): NewEvent {
+  return { stepId: null, type, attempt: null, data };
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled scheduler command: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,344 @@
+/**
+ * The worker: claims ready steps, runs them, and completes them through `advance`.
+ *
+ * Modes of the loop (one Worker, any number of in-flight attempts up to `concurrency`):
+ * - idle: nothing claimable; woken by NOTIFY on `weft_steps`, or by the poll timer as a
+ *   fallback (and for retries whose backoff has elapsed).
+ * - claiming: one claim statement at a time takes up to the free capacity (SKIP LOCKED).
+ * - running: each attempt executes with a lease; one batched heartbeat statement renews all
+ *   leases, and an attempt whose lease is gone is aborted. When an attempt ends, the
+ *   completing transaction claims one successor it made ready, which runs at once.
+ * - stopping: no new claims; in-flight attempts get `drainMs` to finish, then are aborted
+ *   (their leases expire and another worker retries them).
+ * A sweeper timer requeues steps whose lease expired (their worker died or stalled).
+ */
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type { CompiledStep } from '../core/compiled.ts';
+import { WeftError, toErrorRecord, type ErrorRecord } from '../core/errors.ts';
+import { evaluateExpression, resolveBindings } from '../core/expressions.ts';
+import type { SchedulerEvent } from '../core/scheduler-types.ts';
+import { transactionWithRetry, type Db } from '../store/db.ts';
+import type { NewEvent } from '../store/events.ts';
+import {
+  claimQueued, completeAttempt, expireLease, findExpiredLeases, heartbeat, releaseAttempt,
+  type AttemptUsage, type ClaimedStep, type HeldLease,
+} from '../store/step-runs.ts';
+import { isTruthy } from '../steps/condition.ts';
+import { executors } from '../steps/registry.ts';
+import type { StepResult, StepSettings } from '../steps/types.ts';
+import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } from './advance.ts';
+import type { Clock } from './clock.ts';
+import type { Logger } from './log.ts';
+
+export interface WorkerOptions {
+  concurrency: number;
+  leaseMs: number;
+  heartbeatMs: number;
+  pollMs: number;
+  sweepMs: number;
+  drainMs: number;
+}
+
+export const DEFAULT_WORKER_OPTIONS: WorkerOptions = {
+  concurrency: 8,
+  leaseMs: 30_000,
+  heartbeatMs: 10_000,
+  pollMs: 1_000,
+  sweepMs: 5_000,
+  drainMs: 10_000,
+};
+
+/** Largest step output accepted (serialised JSON); larger outputs fail the attempt. */
+const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
+
+export interface WorkerDeps extends AdvanceDeps {
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  settings: StepSettings;
+  /** Called after a transaction that finished a run has committed. */
+  onRunFinished(runId: string): void;
+}
+
+interface InFlight {
+  lease: HeldLease;
+  controller: AbortController;
+}
+
+type AttemptOutcome =
+  | { kind: 'succeeded'; result: StepResult; output: unknown }
+  | { kind: 'guard_false' }
+  | { kind: 'failed'; error: ErrorRecord }
+  /** Cancelled or lease lost: someone else owns what happens next; write nothing. */
+  | { kind: 'abandoned'; reason: WeftError };
+
+export class Worker {
+  readonly id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  private readonly inflight = new Map<string, InFlight>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly unlisteners: (() => Promise<void>)[] = [];
+  private claiming = false;
+  private claimAgain = false;
+  private stopping = false;
+  private readonly idle = new Set<() => void>();
+
+  constructor(private readonly deps: WorkerDeps, readonly options: WorkerOptions) {}
+
+  async start(): Promise<void> {
+    this.unlisteners.push(await this.deps.db.listen('weft_steps', () => this.wake()));
+    this.unlisteners.push(await this.deps.db.listen('weft_control', (payload) => this.onControl(payload)));
+    this.every(this.options.pollMs, () => this.wake());
+    this.every(this.options.heartbeatMs, () => this.heartbeat());
+    this.every(this.options.sweepMs, async () => {
+      await this.sweep();
+    });
+    this.wake();
+  }
+
+  /** Stops claiming, lets in-flight attempts finish within drainMs, then aborts the rest. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers.splice(0)) clearInterval(t);
+    if (this.inflight.size > 0) {
+      const drained = new Promise<void>((resolve) => this.idle.add(resolve));
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, this.options.drainMs).unref());
+      await Promise.race([drained, deadline]);
+      for (const f of this.inflight.values()) f.controller.abort(new WeftError('WEFT_CANCELLED', 'worker shutting down', { retryable: true }));
+    }
+    await Promise.all(this.unlisteners.splice(0).map((u) => u().catch(() => {})));
+  }
+
+  get freeSlots(): number {
+    return this.stopping ? 0 : this.options.concurrency - this.inflight.size;
+  }
+
+  /** Lease deadline for an attempt claimed now. */
+  leaseUntil(): Date {
+    return new Date(this.deps.clock.now() + this.options.leaseMs);
+  }
+
+  /** Runs an attempt this worker claimed elsewhere (e.g. when a run starts), and its successors. */
+  adopt(claimed: ClaimedStep): void {
+    this.track(claimed);
+    void this.runChain(claimed);
+  }
+
+  wake(): void {
+    if (this.stopping) return;
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    void this.claimLoop();
+  }
+
+  private async claimLoop(): Promise<void> {
+    this.claiming = true;
+    try {
+      do {
+        this.claimAgain = false;
+        const limit = this.freeSlots;
+        if (limit <= 0) break;
+        const now = new Date(this.deps.clock.now());
+        const claimed = await claimQueued(this.deps.db, { workerId: this.id, now, leaseUntil: this.leaseUntil(), limit });
+        for (const c of claimed) this.adopt(c);
+        if (claimed.length === limit) this.claimAgain = true;
+      } while (this.claimAgain && !this.stopping);
+    } catch (error) {
+      this.deps.log.error('claim failed', { worker: this.id, error: toErrorRecord(error) });
+    } finally {
+      this.claiming = false;
+    }
+  }
+
+  private track(c: ClaimedStep): InFlight {
+    const entry = { lease: { runId: c.runId, stepId: c.stepId, attempt: c.attempt }, controller: new AbortController() };
+    this.inflight.set(key(c), entry);
+    return entry;
+  }
+
+  /** Runs an attempt, then the successor its completion claimed, and so on down the chain. */
+  private async runChain(first: ClaimedStep): Promise<void> {
+    let current: ClaimedStep | undefined = first;
+    while (current) {
+      const entry = this.inflight.get(key(current))!;
+      const started = this.deps.clock.now();
+      const outcome = await this.execute(current, entry.controller);
+      this.inflight.delete(key(current));
+      current = await this.finish(current, outcome, this.deps.clock.now() - started);
+      if (current) this.track(current);
+    }
+    if (this.inflight.size === 0) for (const resolve of this.idle) resolve();
+    if (!this.stopping) this.wake();
+  }
+
+  private async execute(c: ClaimedStep, controller: AbortController): Promise<AttemptOutcome> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const wf = await this.deps.versions.get(this.deps.db, c.versionId);
+      const step = wf.steps[c.stepId];
+      if (!step) throw new WeftError('WEFT_INTERNAL', `step ${c.stepId} is not in its workflow version`);
+      const scope: Record<string, unknown> = { ...c.deps, input: c.inputs, context: c.context };
+      const guard = step.definition.when;
+      if (guard !== undefined && !isTruthy(await evaluateExpression(guard, scope))) return { kind: 'guard_false' };
+      const params = (step.definition.with ? await resolveBindings(step.definition.with, scope) : {}) as Record<string, unknown>;
+      if (step.timeoutMs !== undefined) {
+        const ms = step.timeoutMs;
+        timer = setTimeout(() => controller.abort(new WeftError('WEFT_STEP_TIMEOUT', `step '${c.stepId}' timed out after ${ms} ms`, { retryable: true })), ms);
+      }
+      const result = await raceAbort(
+        executors[step.type]({
+          runId: c.runId, stepId: c.stepId, attempt: c.attempt, idempotencyKey: `${c.runId}:${c.stepId}`,
+          step, scope, params, signal: controller.signal, settings: this.deps.settings,
+        }),
+        controller.signal,
+      );
+      return { kind: 'succeeded', result, output: toPlainJson(result.output, step) };
+    } catch (error) {
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : error;
+      if (reason instanceof WeftError && (reason.code === 'WEFT_CANCELLED' || reason.code === 'WEFT_LEASE_LOST')) {
+        return { kind: 'abandoned', reason };
+      }
+      return { kind: 'failed', error: toErrorRecord(reason) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Records an attempt's outcome; returns the successor claimed in the same transaction, if any. */
+  private async finish(c: ClaimedStep, outcome: AttemptOutcome, durationMs: number): Promise<ClaimedStep | undefined> {
+    if (outcome.kind === 'abandoned') {
+      this.deps.log.warn(outcome.reason.code === 'WEFT_LEASE_LOST' ? 'lost the lease; attempt abandoned' : 'attempt cancelled', {
+        worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt,
+      });
+      return undefined;
+    }
+    const at = new Date(this.deps.clock.now());
+    const fence = { runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: this.id };
+    let request: AdvanceRequest;
+    if (outcome.kind === 'succeeded') {
+      const usage = outcome.result.usage;
+      const attemptUsage: AttemptUsage | undefined = usage && { provider: usage.provider, model: usage.model, tokensIn: usage.tokensIn, tokensOut: usage.tokensOut, costUsd: usage.costUsd };
+      const branch = outcome.result.branch ?? null;
+      request = {
+        runId: c.runId, at,
+        event: { type: 'step_succeeded', stepId: c.stepId, branch },
+        ...(usage ? { usage: { tokensIn: usage.tokensIn, tokensOut: usage.tokensOut, costUsd: usage.costUsd, simulated: usage.simulated } } : {}),
+        fence: (tx) => completeAttempt(tx, { ...fence, output: outcome.output, branch, at, durationMs, usage: attemptUsage }),
+        events: [attemptEvent(c, 'step_succeeded', { duration_ms: durationMs, ...(branch !== null ? { branch } : {}), ...(usage?.simulated ? { simulated: true } : {}) })],
+      };
+    } else {
+      const error = outcome.kind === 'failed' ? outcome.error : null;
+      const event: SchedulerEvent = outcome.kind === 'failed'
+        ? { type: 'step_failed', stepId: c.stepId, error: outcome.error }
+        : { type: 'step_guard_false', stepId: c.stepId };
+      request = {
+        runId: c.runId, at, event,
+        fence: (tx) => releaseAttempt(tx, { ...fence, error, at, durationMs }),
+        events: outcome.kind === 'failed' ? [attemptEvent(c, 'step_attempt_failed', { duration_ms: durationMs, error: outcome.error })] : [],
+      };
+    }
+    if (!this.stopping) request.claimFor = { workerId: this.id, leaseUntil: this.leaseUntil() };
+    const result = await this.advanceSafely(request, c);
+    return result?.claimed;
+  }
+
+  private async advanceSafely(request: AdvanceRequest, c: { runId: string; stepId: string; attempt: number }): Promise<AdvanceResult | undefined> {
+    try {
+      const result = await transactionWithRetry(this.deps.db, (tx) => advance(tx, this.deps, request));
+      if (result.finished) this.deps.onRunFinished(request.runId);
+      return result;
+    } catch (error) {
+      if (error instanceof WeftError && error.code === 'WEFT_LEASE_LOST') {
+        this.deps.log.warn('lost the lease; result discarded', { worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt });
+      } else {
+        // The attempt stays running with our lease; when the lease expires the sweeper retries it.
+        this.deps.log.error('could not record attempt outcome', { worker: this.id, run: c.runId, step: c.stepId, error: toErrorRecord(error) });
+      }
+      return undefined;
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.inflight.size === 0) return;
+    const leases = [...this.inflight.values()].map((f) => f.lease);
+    try {
+      const held = await heartbeat(this.deps.db, { workerId: this.id, leases, leaseUntil: this.leaseUntil() });
+      const stillHeld = new Set(held.map(key));
+      for (const lease of leases) {
+        if (stillHeld.has(key(lease))) continue;
+        const entry = this.inflight.get(key(lease));
+        if (entry && entry.lease.attempt === lease.attempt) {
+          entry.controller.abort(new WeftError('WEFT_LEASE_LOST', `lease on ${lease.stepId} attempt ${lease.attempt} was lost`));
+        }
+      }
+    } catch (error) {
+      this.deps.log.error('heartbeat failed', { worker: this.id, error: toErrorRecord(error) });
+    }
+  }
+
+  /** Requeues (or fails, when out of attempts) steps whose worker stopped heartbeating. */
+  async sweep(): Promise<number> {
+    let swept = 0;
+    try {
+      const now = new Date(this.deps.clock.now());
+      for (const lease of await findExpiredLeases(this.deps.db, now, 100)) {
+        const result = await this.advanceSafely({
+          runId: lease.runId, at: now,
+          event: { type: 'lease_expired', stepId: lease.stepId },
+          fence: (tx) => expireLease(tx, { ...lease, now }),
+          events: [{ stepId: lease.stepId, type: 'lease_expired', attempt: lease.attempt, data: {} }],
+        }, lease);
+        if (result) swept++;
+      }
+    } catch (error) {
+      this.deps.log.error('sweep failed', { worker: this.id, error: toErrorRecord(error) });
+    }
+    return swept;
+  }
+
+  private onControl(payload: string): void {
+    const [verb, runId] = payload.split(':');
+    if (verb !== 'cancel' || !runId) return;
+    for (const f of this.inflight.values()) {
+      if (f.lease.runId === runId) f.controller.abort(new WeftError('WEFT_CANCELLED', `run ${runId} was cancelled`));
+    }
+  }
+
+  private every(ms: number, fn: () => void | Promise<void>): void {
+    const t = setInterval(() => void fn(), ms);
+    t.unref();
+    this.timers.push(t);
+  }
+}
+
+function key(s: { runId: string; stepId: string }): string {
+  return `${s.runId}/${s.stepId}`;
+}
+
+function attemptEvent(c: ClaimedStep, type: NewEvent['type'], data: Record<string, unknown>): NewEvent {
+  return { stepId: c.stepId, type, attempt: c.attempt, data };
+}
+
+/** Settles with the executor, or as soon as the signal aborts (an executor that ignores it cannot hold the slot). */
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
+      (e) => { signal.removeEventListener('abort', onAbort); reject(e); },
+    );
+  });
+}
+
+/** Outputs are stored as JSON: normalise (drops undefined, functions) and bound the size. */
+function toPlainJson(value: unknown, step: CompiledStep): unknown {
+  const text = JSON.stringify(value ?? null);
+  if (text.length > MAX_OUTPUT_BYTES) {
+    throw new WeftError('WEFT_STEP_FAILED', `step '${step.id}' produced ${text.length} bytes of output; the limit is ${MAX_OUTPUT_BYTES}`);
+  }
+  return JSON.parse(text);
+}

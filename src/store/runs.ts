@@ -1,0 +1,156 @@
+/** Queries for runs. */
+import type { RunStatus, StepState, StepStatus } from '../core/scheduler-types.ts';
+import type { Queryable } from './db.ts';
+
+export interface NewRun {
+  id: string;
+  workflowId: string;
+  versionId: string;
+  ownerId: string;
+  inputs: Record<string, unknown>;
+  context: Record<string, unknown>;
+  stepsTotal: number;
+  idempotencyKey: string | null;
+  at: Date;
+}
+
+export async function insertRun(q: Queryable, r: NewRun): Promise<void> {
+  await q.query(
+    `INSERT INTO runs (id, workflow_id, version_id, owner_id, status, inputs, context, steps_total, idempotency_key, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, 'running', $5::jsonb, $6::jsonb, $7, $8, $9, $9)`,
+    [r.id, r.workflowId, r.versionId, r.ownerId, JSON.stringify(r.inputs), JSON.stringify(r.context), r.stepsTotal, r.idempotencyKey, r.at],
+  );
+}
+
+export async function findRunByIdempotencyKey(q: Queryable, ownerId: string, key: string): Promise<string | undefined> {
+  const { rows } = await q.query<{ id: string }>('SELECT id FROM runs WHERE owner_id = $1 AND idempotency_key = $2', [ownerId, key]);
+  return rows[0]?.id;
+}
+
+export interface UsageDelta {
+  tokensIn: number;
+  tokensOut: number;
+  costUsd: number;
+  simulated: boolean;
+}
+
+export interface LockedRun {
+  status: RunStatus;
+  versionId: string;
+  steps: Record<string, StepState>;
+}
+
+/**
+ * Locks the run row (FOR NO KEY UPDATE semantics, through the UPDATE) and returns its status
+ * and every step's state, in one round trip. Every transaction that advances a run starts here,
+ * so advances of one run are serialised and always lock the run before its step rows (no
+ * deadlock between two advances). The lock does not conflict with the KEY SHARE locks that
+ * foreign-key checks take, so inserts of events and artifacts never wait on it.
+ */
+export async function lockRun(q: Queryable, runId: string, at: Date, usage?: UsageDelta): Promise<LockedRun | undefined> {
+  const { rows } = await q.query<{ status: RunStatus; version_id: string; steps: [string, StepStatus, number, string | null][] }>(
+    `UPDATE runs SET updated_at = $2,
+       tokens_in = tokens_in + $3, tokens_out = tokens_out + $4, cost_usd = cost_usd + $5, simulated = simulated OR $6
+     WHERE id = $1
+     RETURNING status, version_id,
+       (SELECT json_agg(json_build_array(step_id, status, attempt, branch)) FROM step_runs WHERE run_id = $1) AS steps`,
+    [runId, at, usage?.tokensIn ?? 0, usage?.tokensOut ?? 0, usage?.costUsd ?? 0, usage?.simulated ?? false],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  const steps: Record<string, StepState> = {};
+  for (const [id, status, attempt, branch] of row.steps ?? []) steps[id] = { status, attempt, branch };
+  return { status: row.status, versionId: row.version_id, steps };
+}
+
+export async function setRunStatus(q: Queryable, runId: string, status: RunStatus, at: Date): Promise<void> {
+  await q.query('UPDATE runs SET status = $2, updated_at = $3 WHERE id = $1', [runId, status, at]);
+}
+
+export async function finishRun(
+  q: Queryable,
+  runId: string,
+  f: { status: 'succeeded' | 'failed' | 'cancelled'; outputs: unknown; error: unknown; at: Date },
+): Promise<void> {
+  await q.query(
+    `UPDATE runs SET status = $2, outputs = $3::jsonb, error = $4::jsonb, finished_at = $5, updated_at = $5 WHERE id = $1`,
+    [runId, f.status, f.outputs === undefined ? null : JSON.stringify(f.outputs), f.error === undefined ? null : JSON.stringify(f.error), f.at],
+  );
+}
+
+/** Inputs and context of a run, and the latest outputs of the given steps. */
+export async function loadRunScope(
+  q: Queryable,
+  runId: string,
+  stepIds: readonly string[],
+): Promise<{ inputs: Record<string, unknown>; context: Record<string, unknown>; outputs: Record<string, unknown> }> {
+  const { rows } = await q.query<{ inputs: Record<string, unknown>; context: Record<string, unknown>; outputs: Record<string, unknown> }>(
+    `SELECT r.inputs, r.context,
+       (SELECT coalesce(jsonb_object_agg(a.step_id, a.content), '{}'::jsonb) FROM artifacts a
+        WHERE a.run_id = r.id AND a.step_id = ANY($2::text[]) AND a.name = 'output' AND a.is_latest) AS outputs
+     FROM runs r WHERE r.id = $1`,
+    [runId, stepIds],
+  );
+  const row = rows[0];
+  return { inputs: row?.inputs ?? {}, context: row?.context ?? {}, outputs: row?.outputs ?? {} };
+}
+
+export interface RunRow {
+  id: string;
+  workflow_id: string;
+  version_id: string;
+  owner_id: string;
+  status: RunStatus;
+  mode: string;
+  inputs: Record<string, unknown>;
+  outputs: Record<string, unknown> | null;
+  error: { code: string; message: string } | null;
+  steps_total: number;
+  tokens_in: number;
+  tokens_out: number;
+  cost_usd: number;
+  simulated: boolean;
+  created_at: Date;
+  finished_at: Date | null;
+}
+
+export interface StepRunRow {
+  step_id: string;
+  status: StepStatus;
+  attempt: number;
+  branch: string | null;
+  skip_reason: string | null;
+  error: { code: string; message: string; retryable: boolean } | null;
+  started_at: Date | null;
+  finished_at: Date | null;
+  duration_ms: number | null;
+  available_at: Date | null;
+  provider: string | null;
+  model: string | null;
+  tokens_in: number | null;
+  tokens_out: number | null;
+}
+
+export async function getRun(q: Queryable, runId: string): Promise<(RunRow & { steps: StepRunRow[] }) | undefined> {
+  const { rows } = await q.query<RunRow>(
+    `SELECT id, workflow_id, version_id, owner_id, status, mode, inputs, outputs, error, steps_total,
+       tokens_in::float8 AS tokens_in, tokens_out::float8 AS tokens_out, cost_usd::float8 AS cost_usd, simulated,
+       created_at, finished_at
+     FROM runs WHERE id = $1`,
+    [runId],
+  );
+  const run = rows[0];
+  if (!run) return undefined;
+  const steps = await q.query<StepRunRow>(
+    `SELECT step_id, status, attempt, branch, skip_reason, error, started_at, finished_at, duration_ms, available_at,
+       provider, model, tokens_in, tokens_out
+     FROM step_runs WHERE run_id = $1 ORDER BY started_at NULLS LAST, step_id`,
+    [runId],
+  );
+  return { ...run, steps: steps.rows };
+}
+
+export async function getRunStatus(q: Queryable, runId: string): Promise<RunStatus | undefined> {
+  const { rows } = await q.query<{ status: RunStatus }>('SELECT status FROM runs WHERE id = $1', [runId]);
+  return rows[0]?.status;
+}
