@@ -1,6 +1,6 @@
 /**
  * The workflow definition format (canonical JSON; YAML accepted), as TypeBox schemas.
- * The same schemas validate definitions (through Ajv, see validate-definition.ts) and give
+ * The same schemas validate definitions (through @cfworker/json-schema, an interpreter with no code generation; see validate-definition.ts) and give
  * the static types, so the two cannot drift. Step types are a string-literal union; adding
  * one means adding its schema to `stepSchemas`, and the compiler will not build until every
  * type has one.

@@ -41,6 +41,8 @@ export interface Problem {
   code: ErrorCode;
   path: string;
   message: string;
+  /** Absent means 'error'; warnings are reported but do not stop compilation. */
+  severity?: 'error' | 'warning';
 }
 
 export interface WeftErrorOptions {
