@@ -17,9 +17,10 @@ for (const backend of BACKENDS) {
     test('a worker that stops heartbeating loses its lease; the step re-runs once and commits once', async (t) => {
       const db = await openTestDb(backend, t);
       if (!db) return;
-      // Worker A heartbeats never (interval far beyond its 300 ms lease) and sweeps never.
+      // Worker A heartbeats never (interval far beyond its 300 ms lease) and sweeps never; with
+      // one slot, busy with the stalled attempt, it cannot claim the step again.
       const logA = memoryLogger();
-      const a = new Engine({ db, log: logA, worker: { ...FAST_WORKER, leaseMs: 300, heartbeatMs: 3_600_000, sweepMs: 3_600_000 } });
+      const a = new Engine({ db, log: logA, worker: { ...FAST_WORKER, concurrency: 1, leaseMs: 300, heartbeatMs: 3_600_000, sweepMs: 3_600_000 } });
       const b = new Engine({ db, worker: { ...FAST_WORKER, leaseMs: 5000 } });
       t.after(async () => {
         await a.stop();
@@ -65,13 +66,14 @@ for (const backend of BACKENDS) {
       await db.query(`UPDATE step_runs SET status = 'running', attempt = 2, lease_owner = 'w2', lease_expires_at = now() + interval '1 minute' WHERE run_id = $1`, [runId]);
       const at = new Date();
       const stale = { runId, stepId: 's', attempt: 1, workerId: 'w1' };
-      assert.equal(await completeAttempt(db, { ...stale, output: 1, branch: null, at, durationMs: 1, usage: undefined }), false);
-      assert.equal(await completeAttempt(db, { ...stale, attempt: 2, output: 1, branch: null, at, durationMs: 1, usage: undefined }), false, 'right attempt, wrong owner');
-      assert.equal(await releaseAttempt(db, { ...stale, error: null, at, durationMs: 1 }), false);
+      assert.equal(await completeAttempt(db, { ...stale, output: 1, branch: null, at, durationMs: 1, usage: undefined }), undefined);
+      assert.equal(await completeAttempt(db, { ...stale, attempt: 2, output: 1, branch: null, at, durationMs: 1, usage: undefined }), undefined, 'right attempt, wrong owner');
+      assert.equal(await releaseAttempt(db, { ...stale, error: null, at, durationMs: 1 }), undefined);
       assert.deepEqual(await heartbeat(db, { workerId: 'w1', leases: [{ runId, stepId: 's', attempt: 1 }], leaseUntil: at }), []);
       const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM artifacts WHERE run_id = $1', [runId]);
       assert.equal(rows[0]!.n, 0, 'no output written by a stale worker');
-      assert.equal(await completeAttempt(db, { ...stale, attempt: 2, workerId: 'w2', output: 1, branch: null, at, durationMs: 1, usage: undefined }), true, 'the holder can');
+      const states = await completeAttempt(db, { ...stale, attempt: 2, workerId: 'w2', output: 1, branch: null, at, durationMs: 1, usage: undefined });
+      assert.deepEqual(states, { s: { status: 'running', attempt: 2, branch: null } }, 'the holder can; it reads the states as they were before its write');
     });
   });
 }

@@ -10,10 +10,10 @@ import { evaluateExpression } from '../core/expressions.ts';
 import { decide, type EngineCommand } from '../core/scheduler.ts';
 import type { Random, RunStatus, SchedulerCommand, SchedulerEvent } from '../core/scheduler-types.ts';
 import type { Queryable } from '../store/db.ts';
-import { insertEvents, type NewEvent } from '../store/events.ts';
+import type { NewEvent } from '../store/events.ts';
 import { finishRun, loadRunScope, lockRun, setRunStatus, type UsageDelta } from '../store/runs.ts';
 import {
-  cancelSteps, claimReadyStep, failStep, holdStep, queueSteps, scheduleRetry, skipSteps, type ClaimedStep,
+  failStep, holdStep, loadStepStates, scheduleRetry, writeDecision, type ClaimedStep, type StepStates,
 } from '../store/step-runs.ts';
 import type { VersionCache } from './version-cache.ts';
 
@@ -27,8 +27,11 @@ export interface AdvanceRequest {
   event: SchedulerEvent;
   at: Date;
   usage?: UsageDelta;
-  /** Runs under the run lock before deciding; returning false aborts with WEFT_LEASE_LOST. */
-  fence?: (tx: Queryable) => Promise<boolean>;
+  /**
+   * Runs under the run lock before deciding and returns the run's step states (a fenced write
+   * reads them in the same statement); undefined aborts with WEFT_LEASE_LOST.
+   */
+  fence?: (tx: Queryable) => Promise<StepStates | undefined>;
   /** Events to record before the decision's own (e.g. the attempt's outcome). */
   events?: NewEvent[];
   /** Run statuses this request is valid in; others answer WEFT_CONFLICT. */
@@ -51,12 +54,11 @@ export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequ
       details: { status: locked.status },
     });
   }
-  if (req.fence && !(await req.fence(tx))) {
-    throw new WeftError('WEFT_LEASE_LOST', `step attempt no longer holds its lease (run ${req.runId})`);
-  }
+  const steps = req.fence ? await req.fence(tx) : await loadStepStates(tx, req.runId);
+  if (!steps) throw new WeftError('WEFT_LEASE_LOST', `step attempt no longer holds its lease (run ${req.runId})`);
   const wf = await deps.versions.get(tx, locked.versionId);
-  const decision = decide(wf, { status: locked.status, steps: locked.steps }, req.event, deps.random);
-  const result = await applyCommands(tx, wf, req, decision.commands);
+  const decision = decide(wf, { status: locked.status, steps }, req.event, deps.random);
+  const result = await applyCommands(tx, wf, req, decision.commands, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
   return { status: decision.state.status, ...result };
 }
 
@@ -66,6 +68,7 @@ async function applyCommands(
   wf: CompiledWorkflow,
   req: AdvanceRequest,
   commands: readonly EngineCommand[],
+  nextAttempt: (stepId: string) => number,
 ): Promise<{ finished: boolean; claimed: ClaimedStep | undefined }> {
   const { runId, at } = req;
   const events: NewEvent[] = [...(req.events ?? [])];
@@ -116,18 +119,16 @@ async function applyCommands(
     }
   }
 
-  let claimed: ClaimedStep | undefined;
-  if (req.claimFor && queue.length > 0) {
-    const stepId = queue.shift()!;
-    claimed = await claimReadyStep(tx, { runId, stepId, workerId: req.claimFor.workerId, now: at, leaseUntil: req.claimFor.leaseUntil });
-    if (claimed) events.push(stepEvent(stepId, 'step_started', claimed.attempt, { worker: req.claimFor.workerId }));
-  }
-  await queueSteps(tx, runId, queue, at);
+  // One successor made ready here is claimed by the completing worker (no queue hop); the
+  // rest are queued for anyone.
+  const claimId = req.claimFor && queue.length > 0 ? queue.shift() : undefined;
+  if (claimId !== undefined) events.push(stepEvent(claimId, 'step_started', nextAttempt(claimId), { worker: req.claimFor!.workerId }));
   for (const stepId of queue) events.push(stepEvent(stepId, 'step_queued', null, {}));
-  await skipSteps(tx, runId, skips, at);
-  await cancelSteps(tx, runId, cancels, at);
   if (finish) await finishWithOutputs(tx, wf, runId, finish, at, events);
-  await insertEvents(tx, runId, events, at);
+  const claimed = await writeDecision(tx, {
+    runId, at, events, queue, skips, cancels,
+    claim: claimId === undefined ? undefined : { stepId: claimId, workerId: req.claimFor!.workerId, leaseUntil: req.claimFor!.leaseUntil },
+  });
   if (cancels.length > 0) await tx.query(`SELECT pg_notify('weft_control', $1)`, [`cancel:${runId}`]);
   return { finished: finish !== undefined, claimed };
 }

@@ -182,17 +182,33 @@ export class Engine {
    */
   async waitForRun(runId: string, timeoutMs = 60_000, pollMs = 200): Promise<RunStatus> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const status = await getRunStatus(this.db, runId);
-      if (status === undefined) throw new WeftError('WEFT_NOT_FOUND', `run ${runId} not found`);
-      if (TERMINAL_RUN.has(status)) return status;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new WeftError('WEFT_INTERNAL', `run ${runId} still ${status} after ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const done = () => { clearTimeout(timer); this.finished.off(runId, done); resolve(); };
-        const timer = setTimeout(done, Math.min(pollMs, left));
-        this.finished.on(runId, done);
-      });
+    // Subscribe before reading the status, so a finish between the two is not missed.
+    let signalled = false;
+    let wake = () => {};
+    const listener = () => {
+      signalled = true;
+      wake();
+    };
+    this.finished.on(runId, listener);
+    try {
+      for (;;) {
+        signalled = false;
+        const status = await getRunStatus(this.db, runId);
+        if (status === undefined) throw new WeftError('WEFT_NOT_FOUND', `run ${runId} not found`);
+        if (TERMINAL_RUN.has(status)) return status;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new WeftError('WEFT_INTERNAL', `run ${runId} still ${status} after ${timeoutMs} ms`);
+        if (signalled) continue;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(pollMs, left));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    } finally {
+      this.finished.off(runId, listener);
     }
   }
 }

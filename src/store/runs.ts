@@ -1,5 +1,5 @@
 /** Queries for runs. */
-import type { RunStatus, StepState, StepStatus } from '../core/scheduler-types.ts';
+import type { RunStatus, StepStatus } from '../core/scheduler-types.ts';
 import type { Queryable } from './db.ts';
 
 export interface NewRun {
@@ -37,30 +37,30 @@ export interface UsageDelta {
 export interface LockedRun {
   status: RunStatus;
   versionId: string;
-  steps: Record<string, StepState>;
 }
 
 /**
- * Locks the run row (FOR NO KEY UPDATE semantics, through the UPDATE) and returns its status
- * and every step's state, in one round trip. Every transaction that advances a run starts here,
- * so advances of one run are serialised and always lock the run before its step rows (no
- * deadlock between two advances). The lock does not conflict with the KEY SHARE locks that
- * foreign-key checks take, so inserts of events and artifacts never wait on it.
+ * Locks the run row (FOR NO KEY UPDATE, through the UPDATE) and adds the attempt's usage.
+ * Every transaction that advances a run starts here, so advances of one run are serialised and
+ * always lock the run before its step rows (no deadlock between two advances). The lock does
+ * not conflict with the KEY SHARE locks that foreign-key checks take, so inserts of events and
+ * artifacts never wait on it.
+ *
+ * Step states must be read by a later statement (see step-runs.ts): under READ COMMITTED a
+ * statement that waited for the lock still reads with the snapshot it took before waiting, so
+ * reading them here would miss the step another worker completed just before us (a diamond's
+ * join would never be scheduled — seen on PostgreSQL, not on single-connection PGlite).
  */
 export async function lockRun(q: Queryable, runId: string, at: Date, usage?: UsageDelta): Promise<LockedRun | undefined> {
-  const { rows } = await q.query<{ status: RunStatus; version_id: string; steps: [string, StepStatus, number, string | null][] }>(
+  const { rows } = await q.query<{ status: RunStatus; version_id: string }>(
     `UPDATE runs SET updated_at = $2,
        tokens_in = tokens_in + $3, tokens_out = tokens_out + $4, cost_usd = cost_usd + $5, simulated = simulated OR $6
      WHERE id = $1
-     RETURNING status, version_id,
-       (SELECT json_agg(json_build_array(step_id, status, attempt, branch)) FROM step_runs WHERE run_id = $1) AS steps`,
+     RETURNING status, version_id`,
     [runId, at, usage?.tokensIn ?? 0, usage?.tokensOut ?? 0, usage?.costUsd ?? 0, usage?.simulated ?? false],
   );
   const row = rows[0];
-  if (!row) return undefined;
-  const steps: Record<string, StepState> = {};
-  for (const [id, status, attempt, branch] of row.steps ?? []) steps[id] = { status, attempt, branch };
-  return { status: row.status, versionId: row.version_id, steps };
+  return row && { status: row.status, versionId: row.version_id };
 }
 
 export async function setRunStatus(q: Queryable, runId: string, status: RunStatus, at: Date): Promise<void> {

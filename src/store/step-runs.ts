@@ -4,7 +4,8 @@
  * that lost its lease changes nothing.
  */
 import type { ErrorRecord } from '../core/errors.ts';
-import type { StepStatus } from '../core/scheduler-types.ts';
+import type { StepState, StepStatus } from '../core/scheduler-types.ts';
+import type { NewEvent } from './events.ts';
 import type { Queryable } from './db.ts';
 
 export interface NewStepRun {
@@ -46,6 +47,35 @@ interface ClaimRow {
 
 function toClaimed(r: ClaimRow): ClaimedStep {
   return { runId: r.run_id, stepId: r.step_id, attempt: r.attempt, versionId: r.version_id, inputs: r.inputs, context: r.context, deps: r.deps };
+}
+
+export type StepStates = Record<string, StepState>;
+
+/**
+ * Every step's state of run $1, as one JSON value. Fenced writes select it in the same
+ * statement: the main query reads the statement's snapshot, which does not include the CTE's
+ * own update, so the fenced step still shows as 'running' — the state the scheduler expects.
+ */
+const STATES = `(SELECT json_agg(json_build_array(step_id, status, attempt, branch)) FROM step_runs WHERE run_id = $1) AS steps`;
+
+type StatesJson = [string, StepStatus, number, string | null][] | null;
+
+function toStates(json: StatesJson): StepStates {
+  const steps: StepStates = {};
+  for (const [id, status, attempt, branch] of json ?? []) steps[id] = { status, attempt, branch };
+  return steps;
+}
+
+/** Reads every step's state (the caller holds the run lock, see lockRun). */
+export async function loadStepStates(q: Queryable, runId: string): Promise<StepStates> {
+  const { rows } = await q.query<{ steps: StatesJson }>(`SELECT ${STATES}`, [runId]);
+  return toStates(rows[0]?.steps ?? null);
+}
+
+/** A fenced write's answer: the step states, or undefined when the fence held nothing. */
+function fenced(rows: { n: number; steps: StatesJson }[]): StepStates | undefined {
+  const row = rows[0];
+  return row && row.n === 1 ? toStates(row.steps) : undefined;
 }
 
 /**
@@ -122,16 +152,16 @@ export interface AttemptUsage {
 
 /**
  * Records a successful attempt: marks the step succeeded and stores its output as the next
- * artifact version, in one statement; 0 rows means the lease was lost (or the run was
- * cancelled) and nothing was written. A step succeeds at most once per run here, so the new
+ * artifact version, and reads the run's step states, in one statement. undefined means the
+ * lease was lost (or the run was cancelled) and nothing was written. A step succeeds at most once per run here, so the new
  * version is the only latest one; re-running a succeeded step (rollback) must first clear
  * `is_latest` on the old version.
  */
 export async function completeAttempt(
   q: Queryable,
   f: AttemptFence & { output: unknown; branch: string | null; at: Date; durationMs: number; usage: AttemptUsage | undefined },
-): Promise<boolean> {
-  const { rows } = await q.query<{ n: number }>(
+): Promise<StepStates | undefined> {
+  const { rows } = await q.query<{ n: number; steps: StatesJson }>(
     `WITH done AS (
        UPDATE step_runs SET status = 'succeeded', branch = $5, finished_at = $7, duration_ms = $8,
          lease_owner = NULL, lease_expires_at = NULL, error = NULL,
@@ -145,13 +175,13 @@ export async function completeAttempt(
          $6::jsonb, true, 'attempt', attempt, $7
        FROM done
      )
-     SELECT count(*)::int AS n FROM done`,
+     SELECT (SELECT count(*)::int FROM done) AS n, ${STATES}`,
     [
       f.runId, f.stepId, f.attempt, f.workerId, f.branch, JSON.stringify(f.output ?? null), f.at, f.durationMs,
       f.usage?.provider ?? null, f.usage?.model ?? null, f.usage?.tokensIn ?? null, f.usage?.tokensOut ?? null, f.usage?.costUsd ?? null,
     ],
   );
-  return rows[0]?.n === 1;
+  return fenced(rows);
 }
 
 /**
@@ -162,27 +192,38 @@ export async function completeAttempt(
 export async function releaseAttempt(
   q: Queryable,
   f: AttemptFence & { error: ErrorRecord | null; at: Date; durationMs: number },
-): Promise<boolean> {
-  const { rowCount } = await q.query(
-    `UPDATE step_runs SET lease_owner = NULL, lease_expires_at = NULL, error = $5::jsonb, finished_at = $6, duration_ms = $7
-     WHERE run_id = $1 AND step_id = $2 AND attempt = $3 AND lease_owner = $4 AND status = 'running'`,
+): Promise<StepStates | undefined> {
+  const { rows } = await q.query<{ n: number; steps: StatesJson }>(
+    `WITH done AS (
+       UPDATE step_runs SET lease_owner = NULL, lease_expires_at = NULL, error = $5::jsonb, finished_at = $6, duration_ms = $7
+       WHERE run_id = $1 AND step_id = $2 AND attempt = $3 AND lease_owner = $4 AND status = 'running'
+       RETURNING 1
+     )
+     SELECT (SELECT count(*)::int FROM done) AS n, ${STATES}`,
     [f.runId, f.stepId, f.attempt, f.workerId, f.error === null ? null : JSON.stringify(f.error), f.at, f.durationMs],
   );
-  return rowCount === 1;
+  return fenced(rows);
 }
 
 /**
  * Releases an attempt whose lease expired, whoever held it: fenced on the attempt and on the
  * lease really being past `now`, so a heartbeat that renewed it in the meantime wins.
  */
-export async function expireLease(q: Queryable, f: { runId: string; stepId: string; attempt: number; now: Date }): Promise<boolean> {
-  const { rowCount } = await q.query(
-    `UPDATE step_runs SET lease_owner = NULL, lease_expires_at = NULL,
-       error = '{"code":"WEFT_LEASE_LOST","message":"the worker stopped heartbeating","retryable":true}'::jsonb
-     WHERE run_id = $1 AND step_id = $2 AND attempt = $3 AND status = 'running' AND lease_expires_at < $4`,
+export async function expireLease(
+  q: Queryable,
+  f: { runId: string; stepId: string; attempt: number; now: Date },
+): Promise<StepStates | undefined> {
+  const { rows } = await q.query<{ n: number; steps: StatesJson }>(
+    `WITH done AS (
+       UPDATE step_runs SET lease_owner = NULL, lease_expires_at = NULL,
+         error = '{"code":"WEFT_LEASE_LOST","message":"the worker stopped heartbeating","retryable":true}'::jsonb
+       WHERE run_id = $1 AND step_id = $2 AND attempt = $3 AND status = 'running' AND lease_expires_at < $4
+       RETURNING 1
+     )
+     SELECT (SELECT count(*)::int FROM done) AS n, ${STATES}`,
     [f.runId, f.stepId, f.attempt, f.now],
   );
-  return rowCount === 1;
+  return fenced(rows);
 }
 
 export async function findExpiredLeases(
@@ -230,18 +271,6 @@ export async function heartbeat(
 
 // ---- writes that carry out scheduler commands (the caller holds the run lock) ----
 
-/** Makes pending steps claimable and wakes listening workers, in one statement. */
-export async function queueSteps(q: Queryable, runId: string, stepIds: readonly string[], at: Date): Promise<void> {
-  if (stepIds.length === 0) return;
-  await q.query(
-    `WITH u AS (
-       UPDATE step_runs SET status = 'queued', available_at = $3
-       WHERE run_id = $1 AND step_id = ANY($2::text[]) AND status = 'pending' RETURNING 1
-     )
-     SELECT pg_notify('weft_steps', '') FROM (SELECT 1 FROM u LIMIT 1) AS any_queued`,
-    [runId, stepIds, at],
-  );
-}
 
 export async function scheduleRetry(q: Queryable, runId: string, stepId: string, availableAt: Date): Promise<void> {
   await q.query(
@@ -255,20 +284,6 @@ export async function holdStep(q: Queryable, runId: string, stepId: string): Pro
   await q.query(`UPDATE step_runs SET status = 'pending', available_at = NULL WHERE run_id = $1 AND step_id = $2`, [runId, stepId]);
 }
 
-export async function skipSteps(
-  q: Queryable,
-  runId: string,
-  skips: readonly { stepId: string; reason: string }[],
-  at: Date,
-): Promise<void> {
-  if (skips.length === 0) return;
-  await q.query(
-    `UPDATE step_runs s SET status = 'skipped', skip_reason = k.reason, finished_at = $4
-     FROM unnest($2::text[], $3::text[]) AS k(step_id, reason)
-     WHERE s.run_id = $1 AND s.step_id = k.step_id`,
-    [runId, skips.map((s) => s.stepId), skips.map((s) => s.reason), at],
-  );
-}
 
 export async function failStep(q: Queryable, runId: string, stepId: string, error: ErrorRecord, at: Date): Promise<void> {
   await q.query(
@@ -278,12 +293,62 @@ export async function failStep(q: Queryable, runId: string, stepId: string, erro
   );
 }
 
-/** Cancels steps that are not yet terminal; a running one's worker sees it at its next heartbeat. */
-export async function cancelSteps(q: Queryable, runId: string, stepIds: readonly string[], at: Date): Promise<void> {
-  if (stepIds.length === 0) return;
-  await q.query(
-    `UPDATE step_runs SET status = 'cancelled', finished_at = $3, lease_owner = NULL, lease_expires_at = NULL
-     WHERE run_id = $1 AND step_id = ANY($2::text[]) AND status IN ('pending', 'queued', 'running', 'waiting')`,
-    [runId, stepIds, at],
-  );
+
+export interface DecisionWrites {
+  runId: string;
+  at: Date;
+  events: readonly NewEvent[];
+  queue: readonly string[];
+  skips: readonly { stepId: string; reason: string }[];
+  cancels: readonly string[];
+  /** Claim this (pending) step for the worker instead of queueing it. */
+  claim?: { stepId: string; workerId: string; leaseUntil: Date } | undefined;
+}
+
+/**
+ * The common writes of one scheduler decision — append its events, queue, skip and cancel
+ * steps, claim one successor for the calling worker, wake the other workers — as ONE
+ * statement of data-modifying CTEs (each touches different rows), so a step transition costs
+ * one round trip here instead of one per kind of write. Parameters are numbered as they are
+ * added; no value is ever spliced into the text.
+ */
+export async function writeDecision(q: Queryable, w: DecisionWrites): Promise<ClaimedStep | undefined> {
+  const params: unknown[] = [w.runId, w.at];
+  const p = (value: unknown) => `$${params.push(value)}`;
+  const ctes: string[] = [];
+  if (w.events.length > 0) {
+    ctes.push(`ev AS (INSERT INTO run_events (run_id, step_id, type, attempt, data, created_at)
+      SELECT $1, e.step_id, e.type, e.attempt, e.data, $2
+      FROM unnest(${p(w.events.map((e) => e.stepId))}::text[], ${p(w.events.map((e) => e.type))}::text[],
+                  ${p(w.events.map((e) => e.attempt))}::int[], ${p(w.events.map((e) => JSON.stringify(e.data)))}::jsonb[])
+           AS e(step_id, type, attempt, data))`);
+  }
+  if (w.queue.length > 0) {
+    ctes.push(`q AS (UPDATE step_runs SET status = 'queued', available_at = $2
+      WHERE run_id = $1 AND step_id = ANY(${p(w.queue)}::text[]) AND status = 'pending' RETURNING 1)`);
+  }
+  if (w.skips.length > 0) {
+    ctes.push(`sk AS (UPDATE step_runs s SET status = 'skipped', skip_reason = k.reason, finished_at = $2
+      FROM unnest(${p(w.skips.map((x) => x.stepId))}::text[], ${p(w.skips.map((x) => x.reason))}::text[]) AS k(step_id, reason)
+      WHERE s.run_id = $1 AND s.step_id = k.step_id)`);
+  }
+  if (w.cancels.length > 0) {
+    ctes.push(`ca AS (UPDATE step_runs SET status = 'cancelled', finished_at = $2, lease_owner = NULL, lease_expires_at = NULL
+      WHERE run_id = $1 AND step_id = ANY(${p(w.cancels)}::text[]) AND status IN ('pending', 'queued', 'running', 'waiting'))`);
+  }
+  const notify = w.queue.length > 0 ? `, (SELECT pg_notify('weft_steps', '') FROM (SELECT 1 FROM q LIMIT 1) AS any_queued) AS notified` : '';
+  if (w.claim) {
+    ctes.push(`c AS (UPDATE step_runs SET status = 'running', attempt = attempt + 1, lease_owner = ${p(w.claim.workerId)},
+      lease_expires_at = ${p(w.claim.leaseUntil)}, started_at = $2, available_at = $2, finished_at = NULL, duration_ms = NULL
+      WHERE run_id = $1 AND step_id = ${p(w.claim.stepId)} AND status IN ('pending', 'queued')
+      RETURNING run_id, step_id, attempt, refs)`);
+    const { rows } = await q.query<ClaimRow>(`WITH ${ctes.join(',\n')}${CLAIM_RESULT.replace('FROM c JOIN', `${notify} FROM c JOIN`)}`, params);
+    if (rows[0]) return toClaimed(rows[0]);
+    // Not claimable after all (cannot happen under the run lock): still wake the others.
+    if (w.queue.length > 0) await q.query(`SELECT pg_notify('weft_steps', '')`);
+    return undefined;
+  }
+  if (ctes.length === 0) return undefined;
+  await q.query(`WITH ${ctes.join(',\n')} SELECT 1${notify}`, params);
+  return undefined;
 }
