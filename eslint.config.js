@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.weft/**', 'bench/peers/**', 'web/dist/**'] },
+  { ignores: ['node_modules/**', '.weft/**', 'scratch/**', 'bench/peers/**', 'web/dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

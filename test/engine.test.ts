@@ -26,8 +26,8 @@ function stepOf<T extends { step_id: string }>(steps: T[], id: string): T {
 }
 
 for (const backend of BACKENDS) {
-  describe(`engine on ${backend}`, () => {
-    test('diamond: B and C overlap in time, D joins them, outputs evaluated', async (t) => {
+  void describe(`engine on ${backend}`, () => {
+    void test('diamond: B and C overlap in time, D joins them, outputs evaluated', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const runId = await launch(ctx.engine, await example('diamond.yaml'), { n: 21 });
@@ -42,7 +42,7 @@ for (const backend of BACKENDS) {
       assert.ok(run.steps.every((s) => s.status === 'succeeded' && s.attempt === 1));
     });
 
-    test('condition routes to one branch and skips the other cone', async (t) => {
+    void test('condition routes to one branch and skips the other cone', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const def = await example('conditional-branch.yaml');
@@ -61,7 +61,7 @@ for (const backend of BACKENDS) {
       assert.equal(stepOf(s.steps, 'report').status, 'succeeded');
     });
 
-    test('a false `when` skips the step and, under all_success, its dependents', async (t) => {
+    void test('a false `when` skips the step and, under all_success, its dependents', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const runId = await launch(ctx.engine, {
@@ -82,7 +82,7 @@ for (const backend of BACKENDS) {
       assert.deepEqual(run.outputs, { d: 'no b' });
     });
 
-    test('retries follow the exponential backoff on an injected clock', async (t) => {
+    void test('retries follow the exponential backoff on an injected clock', async (t) => {
       let calls = 0;
       const server = await listen((_req, res) => {
         calls++;
@@ -132,7 +132,7 @@ for (const backend of BACKENDS) {
       assert.equal(run.steps[0]!.attempt, 3);
     });
 
-    test('a non-retryable error fails the run at once; retries stop at the limit', async (t) => {
+    void test('a non-retryable error fails the run at once; retries stop at the limit', async (t) => {
       const server = await listen((req, res) => {
         res.statusCode = req.url === '/gone' ? 404 : 500;
         res.end('no');
@@ -153,7 +153,7 @@ for (const backend of BACKENDS) {
       assert.equal(b.steps[0]!.status, 'failed');
     });
 
-    test('timeout_ms aborts a step; on_error continue lets the run go on', async (t) => {
+    void test('timeout_ms aborts a step; on_error continue lets the run go on', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const started = Date.now();
@@ -176,7 +176,7 @@ for (const backend of BACKENDS) {
       assert.deepEqual(run.outputs, { r: 'went on' });
     });
 
-    test('cancel aborts running steps and pending ones never start', async (t) => {
+    void test('cancel aborts running steps and pending ones never start', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const runId = await launch(ctx.engine, {
@@ -198,7 +198,7 @@ for (const backend of BACKENDS) {
       await assert.rejects(ctx.engine.cancelRun(runId), { code: 'WEFT_CONFLICT' });
     });
 
-    test('pause lets the running step finish and starts nothing new; resume continues', async (t) => {
+    void test('pause lets the running step finish and starts nothing new; resume continues', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const runId = await launch(ctx.engine, {
@@ -222,7 +222,7 @@ for (const backend of BACKENDS) {
       assert.ok(types.indexOf('run_paused') < types.indexOf('run_resumed'));
     });
 
-    test('bad launch inputs are refused with paths and write nothing', async (t) => {
+    void test('bad launch inputs are refused with paths and write nothing', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const v = await ctx.engine.registerWorkflow(await example('blog-article.yaml'));
@@ -235,7 +235,7 @@ for (const backend of BACKENDS) {
       assert.equal(rows[0]!.n, 0);
     });
 
-    test('an idempotency key returns the first run', async (t) => {
+    void test('an idempotency key returns the first run', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const v = await ctx.engine.registerWorkflow({ name: 'once', steps: { a: { type: 'transform', expr: '1' } } });
@@ -248,7 +248,7 @@ for (const backend of BACKENDS) {
       assert.equal(changed.version, 2);
     });
 
-    test('the blog article example runs on the labelled simulated provider', async (t) => {
+    void test('the blog article example runs on the labelled simulated provider', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const runId = await launch(ctx.engine, await example('blog-article.yaml'), { topic: 'durable execution' });
@@ -264,7 +264,7 @@ for (const backend of BACKENDS) {
       assert.equal(stepOf(run.steps, 'article').provider, 'simulated');
     });
 
-    test('a step without a provider fails with a clear error, not a fake success', async (t) => {
+    void test('a step without a provider fails with a clear error, not a fake success', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;
       const runId = await launch(ctx.engine, { name: 'no provider', steps: { a: { type: 'agent', prompt: 'hi' } } });

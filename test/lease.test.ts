@@ -13,8 +13,8 @@ import { eventually, FAST_WORKER, launch } from './helpers/engine.ts';
 after(closeTemplates);
 
 for (const backend of BACKENDS) {
-  describe(`leases on ${backend}`, () => {
-    test('a worker that stops heartbeating loses its lease; the step re-runs once and commits once', async (t) => {
+  void describe(`leases on ${backend}`, () => {
+    void test('a worker that stops heartbeating loses its lease; the step re-runs once and commits once', async (t) => {
       const db = await openTestDb(backend, t);
       if (!db) return;
       // Worker A heartbeats never (interval far beyond its 300 ms lease) and sweeps never; with
@@ -31,7 +31,7 @@ for (const backend of BACKENDS) {
       // A claims the first step when the run starts (its worker has free slots).
       const runId = await launch(a, {
         name: 'lease loss',
-        steps: { slow: { type: 'delay', ms: 1200 }, after: { type: 'transform', needs: ['slow'], expr: '$slow.waited_ms' } },
+        steps: { slow: { type: 'delay', ms: 2000, retry: { max: 0, base_ms: 50 } }, after: { type: 'transform', needs: ['slow'], expr: '$slow.waited_ms' } },
         outputs: { waited: '$after' },
       });
       const first = await eventually(async () => {
@@ -54,12 +54,13 @@ for (const backend of BACKENDS) {
       // A finishes its (stale) attempt later: its completion is fenced out and it says so.
       await eventually(async () => (logA.lines.some((l) => l.message.includes('lost the lease')) ? true : undefined), 5000, 'A logs lease loss');
       assert.equal((await b.getRun(runId))!.status, 'succeeded');
-      assert.deepEqual((await b.getRun(runId))!.outputs, { waited: 1200 });
+      assert.deepEqual((await b.getRun(runId))!.outputs, { waited: 2000 });
     });
 
-    test('stale attempt: complete, fail and heartbeat with an old attempt or another owner change 0 rows', async (t) => {
+    void test('stale attempt: complete, fail and heartbeat with an old attempt or another owner change 0 rows', async (t) => {
       const db = await openTestDb(backend, t);
       if (!db) return;
+      t.after(() => db.close());
       const engine = new Engine({ db, worker: false });
       const runId = await launch(engine, { name: 'fence', steps: { s: { type: 'transform', expr: '1' } } });
       // Claim as worker w1 (attempt 1), then pretend the lease moved to w2 (attempt 2).

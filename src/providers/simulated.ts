@@ -5,7 +5,7 @@
  * be a model.
  */
 import { createHash } from 'node:crypto';
-import type { ChatRequest, ChatResponse, ImageRequest, ImageResponse, Provider } from './types.ts';
+import type { ChatRequest, ChatResponse, ImageResponse, Provider } from './types.ts';
 
 const MODEL = 'simulated-1';
 

@@ -55,7 +55,7 @@ export async function listEvents(q: Queryable, runId: string, afterId = '0', lim
     data: Record<string, unknown>; created_at: Date;
   }>(
     `SELECT id::text AS id, run_id, step_id, type, attempt, data, created_at FROM run_events
-     WHERE run_id = $1 AND id > $2::bigint ORDER BY id LIMIT $3`,
+     WHERE run_id = $1 AND id > $2::bigint ORDER BY run_events.id LIMIT $3`,
     [runId, afterId, limit],
   );
   return rows.map((r) => ({
