@@ -56,7 +56,7 @@ export async function runCommand(args: string[]): Promise<number> {
     if (!run) throw new WeftError('WEFT_NOT_FOUND', `run ${runId} vanished`);
     if (run.simulated && !values.quiet) process.stderr.write('note: this run used the offline `simulated` provider; its AI outputs are not real model output\n');
     if (status === 'succeeded') {
-      process.stdout.write(JSON.stringify(run.outputs ?? {}, null, 2) + '\n');
+      process.stdout.write(JSON.stringify(inDefinitionOrder(run.outputs ?? {}, version.compiled.definition.outputs), null, 2) + '\n');
       return 0;
     }
     process.stderr.write(`run ${status}${run.error ? `: ${run.error.code}: ${run.error.message}` : ''}\n`);
@@ -89,4 +89,10 @@ async function follow(engine: Engine, runId: string, progress: Progress | undefi
     clearInterval(ticker);
     await drain();
   }
+}
+
+/** jsonb stores keys in its own order; print outputs in the order the definition gives them. */
+function inDefinitionOrder(outputs: Record<string, unknown>, declared: Record<string, string> | undefined): Record<string, unknown> {
+  if (!declared) return outputs;
+  return Object.fromEntries(Object.keys(declared).map((k) => [k, outputs[k]]));
 }
