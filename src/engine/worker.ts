@@ -80,6 +80,8 @@ export class Worker {
   private readonly unlisteners: (() => Promise<void>)[] = [];
   private claiming = false;
   private claimAgain = false;
+  /** A wake-up arrived while every slot was busy: look for work when one frees up. */
+  private missedWake = false;
   private stopping = false;
   private readonly idle = new Set<() => void>();
 
@@ -139,7 +141,10 @@ export class Worker {
       do {
         this.claimAgain = false;
         const limit = this.freeSlots;
-        if (limit <= 0) break;
+        if (limit <= 0) {
+          this.missedWake = true;
+          break;
+        }
         const now = new Date(this.deps.clock.now());
         const claimed = await claimQueued(this.deps.db, { workerId: this.id, now, leaseUntil: this.leaseUntil(), limit });
         for (const c of claimed) this.adopt(c);
@@ -170,7 +175,12 @@ export class Worker {
       if (current) this.track(current);
     }
     if (this.inflight.size === 0) for (const resolve of this.idle) resolve();
-    if (!this.stopping) this.wake();
+    // Only claim here if work was announced while we were full; otherwise NOTIFY (or the
+    // poll) tells us, and an idle claim would cost a statement per finished chain.
+    if (this.missedWake && !this.stopping) {
+      this.missedWake = false;
+      this.wake();
+    }
   }
 
   private async execute(c: ClaimedStep, controller: AbortController): Promise<AttemptOutcome> {
