@@ -136,3 +136,24 @@ void describe('weft CLI', () => {
     assert.deepEqual(rows, [{ status: 'succeeded' }]);
   });
 });
+
+void describe('the retry example against its flaky endpoint', () => {
+  void test('fails twice with 503, succeeds on the third attempt', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-retry-'));
+    const port = String(20_000 + Math.floor(Math.random() * 20_000));
+    const server = spawn(process.execPath, ['examples/flaky-server.mjs'], { cwd: ROOT, env: { ...process.env, PORT: port }, stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(async () => {
+      server.kill();
+      await rm(dir, { recursive: true, force: true });
+    });
+    await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
+    const url = `http://127.0.0.1:${port}/flaky`;
+    const blocked = await weft(['run', 'examples/retry-backoff.yaml', '--input', `url=${url}`, '--data', dir]);
+    assert.equal(blocked.code, 1, 'loopback is refused by default');
+    assert.match(blocked.stderr, /WEFT_HTTP_BLOCKED/);
+    const r = await weft(['run', 'examples/retry-backoff.yaml', '--input', `url=${url}`, '--data', dir], { WEFT_ALLOW_PRIVATE_NETWORK: '1' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { result: { status: 200, attempts_seen_by_server: 3 } });
+    assert.equal((r.stderr.match(/step_retry_scheduled/g) ?? []).length, 2);
+  });
+});
