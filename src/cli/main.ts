@@ -1,5 +1,5 @@
 /**
- * `weft <command>`: run | validate | migrate. Exit codes: 0 success, 1 the run (or the
+ * `weft <command>`: run | worker | status | validate | migrate. Exit codes: 0 success, 1 the run (or the
  * definition) failed, 2 bad usage or input.
  */
 import { readFile } from 'node:fs/promises';
@@ -10,11 +10,15 @@ import { migrate } from '../store/migrate.ts';
 import { openDatabase } from '../store/open-db.ts';
 import { parse, UsageError } from './args.ts';
 import { runCommand } from './run-command.ts';
+import { statusCommand } from './status-command.ts';
+import { workerCommand } from './worker-command.ts';
 
 const USAGE = `weft — durable workflows for AI agents
 
 Usage:
-  weft run FILE [--input key=value]... [--inputs FILE.json] [--db URL | --data DIR] [--concurrency N]
+  weft run FILE [--input key=value]... [--inputs FILE.json] [--db URL | --data DIR] [--workers N] [--detach]
+  weft worker [--db URL] [--concurrency N] [--health-port P]
+  weft status RUN_ID [--wait] [--db URL | --data DIR]
   weft validate FILE
   weft migrate [--db URL | --data DIR]
 
@@ -28,6 +32,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runCommand(rest);
       case 'validate':
         return await validateCommand(rest);
+      case 'worker':
+        return await workerCommand(rest);
+      case 'status':
+        return await statusCommand(rest);
       case 'migrate':
         return await migrateCommand(rest);
       case undefined:

@@ -10,7 +10,10 @@ import { parse, UsageError } from './args.ts';
 import { formatOf } from './main.ts';
 import { Progress } from './progress.ts';
 
-const USAGE = `Usage: weft run FILE [--input key=value]... [--inputs FILE.json] [--db URL | --data DIR] [--concurrency N] [--quiet]`;
+const USAGE = `Usage: weft run FILE [--input key=value]... [--inputs FILE.json] [--db URL | --data DIR] [--workers N] [--detach] [--quiet]
+
+  --workers N   steps this process runs at once (default 8); 0 leaves execution to \`weft worker\` processes
+  --detach      enqueue the run, print its id and exit (a worker or server runs it)`;
 
 /** Validates, runs on this process's engine, shows progress, prints outputs; exit 0 iff succeeded. */
 export async function runCommand(args: string[]): Promise<number> {
@@ -19,13 +22,17 @@ export async function runCommand(args: string[]): Promise<number> {
     inputs: { type: 'string' },
     db: { type: 'string' },
     data: { type: 'string' },
+    workers: { type: 'string' },
     concurrency: { type: 'string' },
+    detach: { type: 'boolean' },
     quiet: { type: 'boolean' },
   }, USAGE);
   const file = positionals[0];
   if (!file || positionals.length > 1) throw new UsageError(USAGE);
-  const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency must be a positive integer\n\n${USAGE}`);
+  const workersFlag = values.workers ?? values.concurrency;
+  const concurrency = workersFlag === undefined ? 8 : Number(workersFlag);
+  if (!Number.isInteger(concurrency) || concurrency < 0) throw new UsageError(`--workers must be a whole number\n\n${USAGE}`);
+  const inProcess = concurrency > 0 && !values.detach;
 
   const definition = parseDefinitionText(await readFile(file, 'utf8'), formatOf(file));
   let inputs: Record<string, unknown> = {};
@@ -43,12 +50,19 @@ export async function runCommand(args: string[]): Promise<number> {
   inputs = { ...inputs, ...coerceInputPairs(schema, pairs) };
 
   const db = await openDatabase({ url: values.db ?? process.env['DATABASE_URL'], dataDir: values.data ?? '.weft' });
-  const engine = new Engine({ db, log: streamLogger((l) => process.stderr.write(l), 'warn'), worker: { concurrency } });
+  const engine = new Engine({ db, log: streamLogger((l) => process.stderr.write(l), 'warn'), worker: inProcess ? { concurrency } : false });
   try {
     await migrate(db);
     const version = await engine.registerWorkflow(definition);
     await engine.start();
     const runId = await engine.startRun({ versionId: version.versionId, inputs });
+    if (values.detach) {
+      process.stdout.write(runId + '\n');
+      if (db.kind === 'pglite' && !values.quiet) {
+        process.stderr.write('note: the run waits in the embedded database until a `weft run` or server opens this data folder\n');
+      }
+      return 0;
+    }
     const progress = new Progress(process.stderr, version.compiled.order, process.stderr.isTTY === true && !values.quiet);
     if (!values.quiet) process.stderr.write(`run ${runId} of ${version.compiled.definition.name} (version ${version.version}) on ${db.description}\n`);
     const status = await follow(engine, runId, values.quiet ? undefined : progress);

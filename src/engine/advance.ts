@@ -44,6 +44,8 @@ export interface AdvanceResult {
   status: RunStatus;
   finished: boolean;
   claimed: ClaimedStep | undefined;
+  /** The decision scheduled (or held) a retry. */
+  retried: boolean;
 }
 
 export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequest): Promise<AdvanceResult> {
@@ -59,7 +61,8 @@ export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequ
   const wf = await deps.versions.get(tx, locked.versionId);
   const decision = decide(wf, { status: locked.status, steps }, req.event, deps.random);
   const result = await applyCommands(tx, wf, req, decision.commands, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
-  return { status: decision.state.status, ...result };
+  const retried = decision.commands.some((c) => c.type === 'retry_step' || c.type === 'hold_step');
+  return { status: decision.state.status, retried, ...result };
 }
 
 /** The writes for each command, grouped so that a decision costs few statements. */

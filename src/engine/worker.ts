@@ -21,7 +21,7 @@ import type { SchedulerEvent } from '../core/scheduler-types.ts';
 import { transactionWithRetry, type Db } from '../store/db.ts';
 import type { NewEvent } from '../store/events.ts';
 import {
-  claimQueued, completeAttempt, expireLease, findExpiredLeases, heartbeat, releaseAttempt,
+  claimQueued, completeAttempt, expireLease, expireOwnLeases, findExpiredLeases, heartbeat, releaseAttempt,
   type AttemptUsage, type ClaimedStep, type HeldLease,
 } from '../store/step-runs.ts';
 import { isTruthy } from '../steps/condition.ts';
@@ -30,6 +30,7 @@ import type { StepResult, StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
+import { WorkerMetrics } from './metrics.ts';
 
 export interface WorkerOptions {
   concurrency: number;
@@ -84,6 +85,7 @@ export class Worker {
   private missedWake = false;
   private stopping = false;
   private readonly idle = new Set<() => void>();
+  readonly metrics = new WorkerMetrics();
 
   constructor(private readonly deps: WorkerDeps, readonly options: WorkerOptions) {}
 
@@ -98,17 +100,43 @@ export class Worker {
     this.wake();
   }
 
-  /** Stops claiming, lets in-flight attempts finish within drainMs, then aborts the rest. */
+  /**
+   * Stops claiming, lets in-flight attempts finish within drainMs, then aborts the rest and
+   * hands them back (their leases expire now and are swept at once), so no step waits a full
+   * lease for another worker.
+   */
   async stop(): Promise<void> {
+    if (this.stopping) return;
     this.stopping = true;
     for (const t of this.timers.splice(0)) clearInterval(t);
     if (this.inflight.size > 0) {
       const drained = new Promise<void>((resolve) => this.idle.add(resolve));
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, this.options.drainMs).unref());
       await Promise.race([drained, deadline]);
+    }
+    if (this.inflight.size > 0) {
+      const settled = new Promise<void>((resolve) => this.idle.add(resolve));
       for (const f of this.inflight.values()) f.controller.abort(new WeftError('WEFT_CANCELLED', 'worker shutting down', { retryable: true }));
+      await settled;
+      try {
+        const handed = await expireOwnLeases(this.deps.db, this.id, new Date(this.deps.clock.now()));
+        if (handed > 0) {
+          this.deps.log.warn('handed back unfinished attempts', { worker: this.id, attempts: handed });
+          await this.sweep();
+        }
+      } catch (error) {
+        this.deps.log.error('could not hand back attempts; their leases will expire', { worker: this.id, error: toErrorRecord(error) });
+      }
     }
     await Promise.all(this.unlisteners.splice(0).map((u) => u().catch(() => {})));
+  }
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  get inFlight(): number {
+    return this.inflight.size;
   }
 
   get freeSlots(): number {
@@ -123,6 +151,8 @@ export class Worker {
   /** Runs an attempt this worker claimed elsewhere (e.g. when a run starts), and its successors. */
   adopt(claimed: ClaimedStep): void {
     this.track(claimed);
+    this.metrics.claimed++;
+    this.metrics.claimLatency.observe(Math.max(0, this.deps.clock.now() - claimed.readyAt.getTime()) / 1000);
     void this.runChain(claimed);
   }
 
@@ -172,7 +202,11 @@ export class Worker {
       const outcome = await this.execute(current, entry.controller);
       this.inflight.delete(key(current));
       current = await this.finish(current, outcome, this.deps.clock.now() - started);
-      if (current) this.track(current);
+      if (current) {
+        this.track(current);
+        this.metrics.claimed++;
+        this.metrics.claimLatency.observe(0);
+      }
     }
     if (this.inflight.size === 0) for (const resolve of this.idle) resolve();
     // Only claim here if work was announced while we were full; otherwise NOTIFY (or the
@@ -219,6 +253,7 @@ export class Worker {
   /** Records an attempt's outcome; returns the successor claimed in the same transaction, if any. */
   private async finish(c: ClaimedStep, outcome: AttemptOutcome, durationMs: number): Promise<ClaimedStep | undefined> {
     if (outcome.kind === 'abandoned') {
+      if (outcome.reason.code === 'WEFT_LEASE_LOST') this.metrics.leaseLost++;
       this.deps.log.warn(outcome.reason.code === 'WEFT_LEASE_LOST' ? 'lost the lease; attempt abandoned' : 'attempt cancelled', {
         worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt,
       });
@@ -250,17 +285,24 @@ export class Worker {
       };
     }
     if (!this.stopping) request.claimFor = { workerId: this.id, leaseUntil: this.leaseUntil() };
+    this.metrics.stepDuration.observe(durationMs / 1000);
+    if (outcome.kind === 'succeeded') this.metrics.completed++;
+    if (outcome.kind === 'failed') this.metrics.failed++;
     const result = await this.advanceSafely(request, c);
+    if (result?.retried) this.metrics.retried++;
     return result?.claimed;
   }
 
-  private async advanceSafely(request: AdvanceRequest, c: { runId: string; stepId: string; attempt: number }): Promise<AdvanceResult | undefined> {
+  /** `ownAttempt` false: a sweep, whose fence failing only means someone else got there first. */
+  private async advanceSafely(request: AdvanceRequest, c: { runId: string; stepId: string; attempt: number }, ownAttempt = true): Promise<AdvanceResult | undefined> {
     try {
       const result = await transactionWithRetry(this.deps.db, (tx) => advance(tx, this.deps, request));
       if (result.finished) this.deps.onRunFinished(request.runId);
       return result;
     } catch (error) {
       if (error instanceof WeftError && error.code === 'WEFT_LEASE_LOST') {
+        if (!ownAttempt) return undefined;
+        this.metrics.leaseLost++;
         this.deps.log.warn('lost the lease; result discarded', { worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt });
       } else {
         // The attempt stays running with our lease; when the lease expires the sweeper retries it.
@@ -299,7 +341,7 @@ export class Worker {
           event: { type: 'lease_expired', stepId: lease.stepId },
           fence: (tx) => expireLease(tx, { ...lease, now }),
           events: [{ stepId: lease.stepId, type: 'lease_expired', attempt: lease.attempt, data: {} }],
-        }, lease);
+        }, lease, false);
         if (result) swept++;
       }
     } catch (error) {

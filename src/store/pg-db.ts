@@ -48,7 +48,7 @@ export async function openPg(options: PgOptions): Promise<Db> {
   });
   // An idle client that loses its connection must not crash the process.
   pool.on('error', () => {});
-  const listeners: pg.Client[] = [];
+  const listeners: Subscription[] = [];
 
   const db: Db = {
     kind: 'postgres',
@@ -84,27 +84,88 @@ export async function openPg(options: PgOptions): Promise<Db> {
       await pool.query(script);
     },
     async listen(channel, onNotify) {
-      const client = new pg.Client({
-        connectionString: options.connectionString,
-        ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
-      });
-      client.on('error', () => {});
-      await client.connect();
-      client.on('notification', (n) => {
-        if (n.channel === channel) onNotify(n.payload ?? '');
-      });
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-      listeners.push(client);
+      const subscription = new Subscription(
+        () => new pg.Client({
+          connectionString: options.connectionString,
+          ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+        }),
+        channel,
+        onNotify,
+      );
+      await subscription.connect();
+      listeners.push(subscription);
       return async () => {
-        const i = listeners.indexOf(client);
+        const i = listeners.indexOf(subscription);
         if (i >= 0) listeners.splice(i, 1);
-        await client.end().catch(() => {});
+        await subscription.close();
       };
     },
     async close() {
-      await Promise.all(listeners.splice(0).map((c) => c.end().catch(() => {})));
+      await Promise.all(listeners.splice(0).map((l) => l.close()));
       await pool.end();
     },
   };
   return db;
+}
+
+/**
+ * A LISTEN on its own connection that comes back by itself: when the connection drops
+ * (PostgreSQL restarted, network cut) it reconnects with capped exponential backoff and
+ * LISTENs again, and tells the subscriber with an empty notification — anything announced
+ * while it was away is found by the subscriber's next claim.
+ */
+class Subscription {
+  private client: pg.Client | undefined;
+  private closed = false;
+  private retryMs = 100;
+  private reconnecting = false;
+
+  constructor(
+    private readonly makeClient: () => pg.Client,
+    private readonly channel: string,
+    private readonly onNotify: (payload: string) => void,
+  ) {}
+
+  async connect(): Promise<void> {
+    const client = this.makeClient();
+    client.on('error', () => {});
+    client.on('end', () => {
+      if (this.client === client && !this.closed) this.reconnectLater();
+    });
+    client.on('notification', (n) => {
+      if (n.channel === this.channel) this.onNotify(n.payload ?? '');
+    });
+    this.client = client;
+    await client.connect();
+    await client.query(`LISTEN ${pg.escapeIdentifier(this.channel)}`);
+    this.retryMs = 100;
+  }
+
+  private reconnectLater(): void {
+    // A failed connect can fire 'end' and reject: one pending reconnect is enough.
+    if (this.reconnecting || this.closed) return;
+    this.reconnecting = true;
+    const delay = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, 5000);
+    const timer = setTimeout(() => {
+      this.reconnecting = false;
+      if (this.closed) return;
+      this.connect().then(
+        () => this.onNotify(''),
+        () => {
+          // connect() failed before 'end' could fire on a half-open client: try again.
+          const failed = this.client;
+          this.client = undefined;
+          void failed?.end().catch(() => {});
+          if (!this.closed) this.reconnectLater();
+        },
+      );
+    }, delay);
+    timer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.client?.end().catch(() => {});
+  }
 }

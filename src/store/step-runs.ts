@@ -33,6 +33,8 @@ export interface ClaimedStep {
   context: Record<string, unknown>;
   /** Latest outputs of the steps this one reads (its refs), by step id. */
   deps: Record<string, unknown>;
+  /** When the step became claimable; the claim latency is measured from here. */
+  readyAt: Date;
 }
 
 interface ClaimRow {
@@ -43,10 +45,14 @@ interface ClaimRow {
   inputs: Record<string, unknown>;
   context: Record<string, unknown>;
   deps: Record<string, unknown>;
+  ready_at: Date;
 }
 
 function toClaimed(r: ClaimRow): ClaimedStep {
-  return { runId: r.run_id, stepId: r.step_id, attempt: r.attempt, versionId: r.version_id, inputs: r.inputs, context: r.context, deps: r.deps };
+  return {
+    runId: r.run_id, stepId: r.step_id, attempt: r.attempt, versionId: r.version_id, inputs: r.inputs, context: r.context, deps: r.deps,
+    readyAt: r.ready_at,
+  };
 }
 
 export type StepStates = Record<string, StepState>;
@@ -83,7 +89,7 @@ function fenced(rows: { n: number; steps: StatesJson }[]): StepStates | undefine
  * step reads, so the worker can start at once with no further round trip.
  */
 const CLAIM_RESULT = `
-  SELECT c.run_id, c.step_id, c.attempt, r.version_id, r.inputs, r.context,
+  SELECT c.run_id, c.step_id, c.attempt, c.available_at AS ready_at, r.version_id, r.inputs, r.context,
     (SELECT coalesce(jsonb_object_agg(a.step_id, a.content), '{}'::jsonb) FROM artifacts a
      WHERE a.run_id = c.run_id AND a.step_id = ANY(c.refs) AND a.name = 'output' AND a.is_latest) AS deps
   FROM c JOIN runs r ON r.id = c.run_id`;
@@ -105,7 +111,7 @@ export async function claimQueued(
              WHERE q.status = 'queued' AND q.available_at <= $2 AND r.status = 'running'
              ORDER BY q.available_at LIMIT $4 FOR UPDATE OF q SKIP LOCKED) pick
        WHERE s.run_id = pick.run_id AND s.step_id = pick.step_id
-       RETURNING s.run_id, s.step_id, s.attempt, s.refs
+       RETURNING s.run_id, s.step_id, s.attempt, s.refs, s.available_at
      ), e AS (
        INSERT INTO run_events (run_id, step_id, type, attempt, data, created_at)
        SELECT run_id, step_id, 'step_started', attempt, jsonb_build_object('worker', $1::text), $2 FROM c
@@ -128,7 +134,7 @@ export async function claimReadyStep(
        UPDATE step_runs SET status = 'running', attempt = attempt + 1, lease_owner = $3, lease_expires_at = $5,
          started_at = $4, available_at = $4, finished_at = NULL, duration_ms = NULL
        WHERE run_id = $1 AND step_id = $2 AND status IN ('pending', 'queued')
-       RETURNING run_id, step_id, attempt, refs
+       RETURNING run_id, step_id, attempt, refs, available_at
      )${CLAIM_RESULT}`,
     [c.runId, c.stepId, c.workerId, c.now, c.leaseUntil],
   );
@@ -341,7 +347,7 @@ export async function writeDecision(q: Queryable, w: DecisionWrites): Promise<Cl
     ctes.push(`c AS (UPDATE step_runs SET status = 'running', attempt = attempt + 1, lease_owner = ${p(w.claim.workerId)},
       lease_expires_at = ${p(w.claim.leaseUntil)}, started_at = $2, available_at = $2, finished_at = NULL, duration_ms = NULL
       WHERE run_id = $1 AND step_id = ${p(w.claim.stepId)} AND status IN ('pending', 'queued')
-      RETURNING run_id, step_id, attempt, refs)`);
+      RETURNING run_id, step_id, attempt, refs, available_at)`);
     const { rows } = await q.query<ClaimRow>(`WITH ${ctes.join(',\n')}${CLAIM_RESULT.replace('FROM c JOIN', `${notify} FROM c JOIN`)}`, params);
     if (rows[0]) return toClaimed(rows[0]);
     // Not claimable after all (cannot happen under the run lock): still wake the others.
@@ -351,4 +357,16 @@ export async function writeDecision(q: Queryable, w: DecisionWrites): Promise<Cl
   if (ctes.length === 0) return undefined;
   await q.query(`WITH ${ctes.join(',\n')} SELECT 1${notify}`, params);
   return undefined;
+}
+
+/**
+ * A worker shutting down hands back the attempts it could not finish: their leases expire now,
+ * so the next sweep (any worker's) retries them at once instead of after the lease time.
+ */
+export async function expireOwnLeases(q: Queryable, workerId: string, now: Date): Promise<number> {
+  const { rowCount } = await q.query(
+    `UPDATE step_runs SET lease_expires_at = $2 WHERE lease_owner = $1 AND status = 'running'`,
+    [workerId, new Date(now.getTime() - 1)],
+  );
+  return rowCount;
 }
