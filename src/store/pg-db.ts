@@ -41,8 +41,11 @@ export function describeUrl(url: string): string {
 }
 
 export async function openPg(options: PgOptions): Promise<Db> {
+  // The application name says which process and schema a connection serves (pg_stat_activity).
+  const applicationName = `weft${options.schema ? `/${options.schema}` : ''}`;
   const pool = new pg.Pool({
     connectionString: options.connectionString,
+    application_name: applicationName,
     max: options.max ?? 10,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
@@ -87,6 +90,7 @@ export async function openPg(options: PgOptions): Promise<Db> {
       const subscription = new Subscription(
         () => new pg.Client({
           connectionString: options.connectionString,
+          application_name: applicationName,
           ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
         }),
         channel,
