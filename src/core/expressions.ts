@@ -23,12 +23,14 @@
  *   call). Nothing is looked up by name afterwards, so `$budget := …` and the like cannot touch
  *   it; a hook call without an attached budget fails closed.
  *   The budget bounds: wall-clock time (checked on every node entry and exit and inside the
- *   shadowed built-ins' loops); evaluation depth (JSONata's own per-frame `depth` counter); the
- *   approximate JSON size and nesting of every value a node produces (so string/array doubling
- *   and object "DAG bombs" stop at `maxResultBytes`; sizes are memoised per object, so this is
- *   linear); and a cumulative allocation allowance (16 × maxResultBytes) for the operations
- *   that allocate from nothing (ranges, `$pad`, `$join`, `$string`, `$clone`). When an
- *   evaluation ends or fails its budget is closed, so no orphaned branch keeps running.
+ *   shadowed built-ins' loops; the one exception is the exit of a literal or plain variable
+ *   right after its own entry, which did O(1) work since that entry read the clock); evaluation
+ *   depth (JSONata's own per-frame `depth` counter); the approximate JSON size and nesting of
+ *   every value a node produces (so string/array doubling and object "DAG bombs" stop at
+ *   `maxResultBytes`; sizes are memoised per object, so this is linear); and a cumulative
+ *   allocation allowance (16 × maxResultBytes) for the operations that allocate from nothing
+ *   (ranges, `$pad`, `$join`, `$string`, `$clone`). When an evaluation ends or fails its budget
+ *   is closed, so no orphaned branch keeps running.
  * - **Serialised parallel branches.** JSONata evaluates array-constructor items and group-by
  *   values concurrently (Promise.all); that makes its depth counter count nesting × fan-out (a
  *   500-group group-by would look 1500 deep) and lets N branches allocate at once. We hold each

@@ -7,7 +7,7 @@
 import type { AstNode } from './ast.ts';
 import { childNodes } from './ast.ts';
 import { limitError } from './failures.ts';
-import { objectConstructors, parallelLeaves, parallelRoots, patternNodes, procedureNodes } from './node-marks.ts';
+import { OBJECT_CONSTRUCTOR, PARALLEL_LEAF, PARALLEL_ROOT, PATTERN, PROCEDURE, TRIVIAL_LEAF, mark } from './node-marks.ts';
 import { regexRisk } from './regex-guard.ts';
 
 /** AST depth accepted after parsing (bracket nesting in the source is bounded in compile.ts). */
@@ -30,8 +30,7 @@ function isLeaf(n: AstNode): boolean {
 function markParallel(v: unknown): void {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return;
   const n = v as AstNode;
-  if (isLeaf(n)) parallelLeaves.add(n);
-  else parallelRoots.add(n);
+  mark(n, isLeaf(n) ? PARALLEL_LEAF : PARALLEL_ROOT);
 }
 
 function markGroupValues(pairs: unknown): void {
@@ -46,13 +45,14 @@ export function analyse(root: AstNode): Analysis {
       throw limitError(`expression is nested deeper than ${MAX_AST_DEPTH} levels`);
     }
     if (n.type === 'binary' && n.value === '..') ranges.push(n);
+    if (isLeaf(n)) mark(n, TRIVIAL_LEAF);
     if (n.type === 'function' || n.type === 'partial') {
-      if (typeof n.procedure === 'object' && n.procedure !== null) procedureNodes.add(n.procedure);
+      if (typeof n.procedure === 'object' && n.procedure !== null) mark(n.procedure, PROCEDURE);
     }
-    if (n.type === 'transform' && typeof n.pattern === 'object' && n.pattern !== null) patternNodes.add(n.pattern);
+    if (n.type === 'transform' && typeof n.pattern === 'object' && n.pattern !== null) mark(n.pattern, PATTERN);
     if (n.type === 'unary' && n.value === '[' && Array.isArray(n.expressions)) for (const e of n.expressions) markParallel(e);
     if (n.type === 'unary' && n.value === '{') {
-      objectConstructors.add(n);
+      mark(n, OBJECT_CONSTRUCTOR);
       markGroupValues(n.lhs);
     }
     if (n.group !== undefined) {

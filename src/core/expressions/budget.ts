@@ -38,12 +38,27 @@ export interface Budget {
   running: { node: AstNode; gate: Deferred }[];
   /** Empty arrays an object constructor groups over (JSONata pushes `undefined`); restored after. */
   repairs: Set<unknown[]>;
+  /**
+   * The TRIVIAL_LEAF node whose entry was this evaluation's last hook call, else undefined. Its
+   * exit only did O(1) work since that entry read the clock, so it may skip reading it again
+   * (Date.now() costs as much as the rest of a hook call). Every other hook call clears it, so
+   * at most one hook call in a row skips the clock.
+   */
+  freshLeaf: object | undefined;
 }
 
 /** Execution frame (environment.base) → the budget of the evaluation that frame belongs to. */
 const budgets = new WeakMap<object, Budget>();
 /** Handed to the first hook call of the evaluation being started (set/cleared synchronously). */
 let attaching: Budget | undefined;
+/**
+ * The last entry of `budgets` looked up: consecutive hook calls nearly always belong to the same
+ * evaluation, and this saves a WeakMap lookup per hook call. Always a copy of an entry of
+ * `budgets`, so it never changes which budget a frame gets; cleared by closeBudget so that a
+ * finished evaluation's frame is not kept alive.
+ */
+let lastBase: object | undefined;
+let lastBudget: Budget | undefined;
 
 export function resolveLimits(limits: Partial<ExpressionLimits> | undefined): ExpressionLimits {
   const out = { ...DEFAULT_LIMITS };
@@ -74,6 +89,7 @@ export function newBudget(limits: ExpressionLimits, deadline?: number): Budget {
     burst: undefined,
     running: [],
     repairs: new Set(),
+    freshLeaf: undefined,
   };
 }
 
@@ -83,9 +99,14 @@ export function fail(b: Budget, kind: string, message: string): never {
   throw signal;
 }
 
-export function checkBudget(b: Budget): void {
+/** Throws if the evaluation has failed or finished; does not read the clock (see checkBudget). */
+export function checkOpen(b: Budget): void {
   if (b.failure !== undefined) throw b.failure;
   if (b.done) throw new LimitSignal('cancelled', 'evaluation already finished');
+}
+
+export function checkBudget(b: Budget): void {
+  checkOpen(b);
   if (Date.now() > b.deadline) fail(b, 'time', `expression evaluation exceeded ${b.timeoutMs} ms`);
 }
 
@@ -99,8 +120,13 @@ export function charge(b: Budget, amount: number, what: string): void {
 /** The budget of the evaluation `frame` belongs to; attaches the pending budget on first use. */
 export function budgetOf(frame: JFrame): Budget {
   const base = frame.base;
+  if (base === lastBase && lastBudget !== undefined) return lastBudget;
   const found = budgets.get(base);
-  if (found !== undefined) return found;
+  if (found !== undefined) {
+    lastBase = base;
+    lastBudget = found;
+    return found;
+  }
   const pending = attaching;
   if (pending === undefined || frame !== base || pending.attached) {
     // Fail closed: a hook call we cannot attribute to an evaluation we started.
@@ -109,9 +135,20 @@ export function budgetOf(frame: JFrame): Budget {
   attaching = undefined;
   pending.attached = true;
   budgets.set(base, pending);
+  lastBase = base;
+  lastBudget = pending;
   // JSONata's own pre-allocation check for $append/array construction reads base.options.sequence.
   base.options = { sequence: Math.max(1, Math.floor(pending.maxBytes / 2)) };
   return pending;
+}
+
+/** Mark the evaluation finished: every later hook or built-in call of it fails (see checkOpen). */
+export function closeBudget(b: Budget): void {
+  b.done = true;
+  if (lastBudget === b) {
+    lastBase = undefined;
+    lastBudget = undefined;
+  }
 }
 
 export function budgetOfFocus(focus: JFocus): Budget {

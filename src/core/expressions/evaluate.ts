@@ -5,7 +5,7 @@
 
 import { WeftError } from '../errors.ts';
 import type { CompiledExpression, ExpressionLimits } from './api.ts';
-import { newBudget, resolveLimits, startWithBudget } from './budget.ts';
+import { closeBudget, newBudget, resolveLimits, startWithBudget } from './budget.ts';
 import { compileInternal, internals } from './compile.ts';
 import { toRuntimeError } from './failures.ts';
 import { repairGroupInput } from './hooks.ts';
@@ -37,7 +37,7 @@ export async function runCompiled(
   } catch (err) {
     throw toRuntimeError(err);
   } finally {
-    budget.done = true;
+    closeBudget(budget);
     for (const arr of budget.repairs) repairGroupInput(arr);
   }
   return toPlainResult(raw, limits);

@@ -7,12 +7,12 @@
 
 import type { AstNode } from './ast.ts';
 import type { Budget, Deferred } from './budget.ts';
-import { budgetOf, checkBudget, fail } from './budget.ts';
+import { budgetOf, checkBudget, checkOpen, fail } from './budget.ts';
 import { LimitSignal, RuntimeSignal } from './failures.ts';
 import type { JError, JFrame } from './jsonata-internals.ts';
 import { isFunctionLike } from './jsonata-internals.ts';
 import { boundValue, volatile } from './measure.ts';
-import { objectConstructors, parallelLeaves, parallelRoots, patternNodes, procedureNodes } from './node-marks.ts';
+import { OBJECT_CONSTRUCTOR, PARALLEL_LEAF, PARALLEL_ROOT, PATTERN, PROCEDURE, TRIVIAL_LEAF, marksOf } from './node-marks.ts';
 
 function deferred(): Deferred {
   let resolve: () => void = () => undefined;
@@ -50,6 +50,7 @@ function enterBranch(b: Budget, frame: JFrame, node: AstNode): Promise<void> {
   b.waiting++;
   const start = (): void => {
     b.waiting--;
+    b.freshLeaf = undefined;
     checkBudget(b);
     checkDepth(b, frame);
     b.running.push({ node, gate });
@@ -72,27 +73,33 @@ export function repairGroupInput(input: unknown): void {
 export function onEntry(expr: AstNode, input: unknown, frame: JFrame): void | Promise<void> {
   const b = budgetOf(frame);
   checkBudget(b);
-  if (objectConstructors.has(expr) && Array.isArray(input) && input.length === 0) b.repairs.add(input);
-  if (parallelLeaves.has(expr)) {
+  const marks = marksOf(expr);
+  b.freshLeaf = (marks & TRIVIAL_LEAF) !== 0 ? expr : undefined;
+  if ((marks & OBJECT_CONSTRUCTOR) !== 0 && Array.isArray(input) && input.length === 0) b.repairs.add(input);
+  if ((marks & PARALLEL_LEAF) !== 0) {
     b.waiting++;
     return;
   }
   checkDepth(b, frame);
-  if (parallelRoots.has(expr)) return enterBranch(b, frame, expr);
+  if ((marks & PARALLEL_ROOT) !== 0) return enterBranch(b, frame, expr);
 }
 
 export function onExit(expr: AstNode, input: unknown, frame: JFrame, result: unknown): void {
   const b = budgetOf(frame);
-  if (parallelLeaves.has(expr)) b.waiting--;
-  else if (parallelRoots.has(expr)) exitBranch(b, expr);
-  if (objectConstructors.has(expr) && Array.isArray(input) && b.repairs.has(input)) repairGroupInput(input);
-  checkBudget(b);
-  if (procedureNodes.has(expr) && typeof result === 'object' && !isFunctionLike(result)) {
+  const marks = marksOf(expr);
+  const fresh = b.freshLeaf === expr;
+  b.freshLeaf = undefined;
+  if ((marks & PARALLEL_LEAF) !== 0) b.waiting--;
+  else if ((marks & PARALLEL_ROOT) !== 0) exitBranch(b, expr);
+  if ((marks & OBJECT_CONSTRUCTOR) !== 0 && Array.isArray(input) && b.repairs.has(input)) repairGroupInput(input);
+  if (fresh) checkOpen(b); // a trivial leaf right after its own entry: see Budget.freshLeaf
+  else checkBudget(b);
+  if ((marks & PROCEDURE) !== 0 && typeof result === 'object' && !isFunctionLike(result)) {
     // JSONata would tag the object (proc.token = …) before failing with T1006; fail first.
     const err: JError = { code: 'T1006', position: expr.position, message: 'Attempted to invoke a non-function' };
     throw err;
   }
-  if (patternNodes.has(expr) && result !== undefined) {
+  if ((marks & PATTERN) !== 0 && result !== undefined) {
     // JSONata iterates an array result and mutates each element.
     const matches = Array.isArray(result) ? result : [result];
     for (const m of matches) {

@@ -11,7 +11,6 @@ import jsonata from 'jsonata';
  * JSONata calls (and awaits) the functions bound under these around every AST node. JSONata
  * variables are strings, so an expression can never rebind a symbol key.
  */
-
 export const ENTRY_HOOK = Symbol.for('jsonata.__evaluate_entry');
 export const EXIT_HOOK = Symbol.for('jsonata.__evaluate_exit');
 

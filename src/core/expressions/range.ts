@@ -9,7 +9,7 @@ import { budgetOfFocus, charge, fail } from './budget.ts';
 import { jsonataThrow } from './failures.ts';
 import type { JFocus } from './jsonata-internals.ts';
 import { captureBuiltins } from './jsonata-internals.ts';
-import { procedureNodes } from './node-marks.ts';
+import { PROCEDURE, mark } from './node-marks.ts';
 
 /** Bound to our range function; unreachable from JSONata source (variables are strings). */
 export const RANGE_FN = Symbol('weft.range');
@@ -40,7 +40,7 @@ export const rangeDef = (() => {
 /** Turn `a..b` into a call of our range function (see rangeImpl). Mutates the node in place. */
 export function rewriteRange(n: AstNode): void {
   const procedure: AstNode = { type: 'variable', value: RANGE_FN, position: n.position };
-  procedureNodes.add(procedure);
+  mark(procedure, PROCEDURE);
   n.arguments = [n.lhs, n.rhs];
   n.procedure = procedure;
   n.type = 'function';
