@@ -321,7 +321,7 @@ export class Worker {
       for (const lease of leases) {
         if (stillHeld.has(key(lease))) continue;
         const entry = this.inflight.get(key(lease));
-        if (entry && entry.lease.attempt === lease.attempt) {
+        if (entry) {
           entry.controller.abort(new WeftError('WEFT_LEASE_LOST', `lease on ${lease.stepId} attempt ${lease.attempt} was lost`));
         }
       }
@@ -365,8 +365,13 @@ export class Worker {
   }
 }
 
-function key(s: { runId: string; stepId: string }): string {
-  return `${s.runId}/${s.stepId}`;
+/**
+ * In-flight attempts are keyed by attempt too: the same worker can hold a stale attempt of a
+ * step (its lease expired, it is still running) and claim the step's next attempt; each must
+ * keep its own entry, abort controller and slot.
+ */
+function key(s: { runId: string; stepId: string; attempt: number }): string {
+  return `${s.runId}/${s.stepId}/${s.attempt}`;
 }
 
 function attemptEvent(c: ClaimedStep, type: NewEvent['type'], data: Record<string, unknown>): NewEvent {
