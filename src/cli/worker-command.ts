@@ -60,10 +60,14 @@ export async function workerCommand(args: string[]): Promise<number> {
     }
     await engine.start();
     log.info('worker started', { worker: engine.worker!.id, concurrency, lease_ms: leaseMs, db: db.description, health_port: healthPort });
+    // The worker's own timers are unref'd and its sockets close while PostgreSQL is down: this
+    // ref'd timer keeps the process alive until a signal (else Node would exit mid-outage).
+    const keepAlive = setInterval(() => {}, 1 << 30);
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', () => resolve('SIGTERM'));
       process.once('SIGINT', () => resolve('SIGINT'));
     });
+    clearInterval(keepAlive);
     log.info('stopping', { worker: engine.worker!.id, signal, in_flight: engine.worker!.inFlight });
     await engine.stop();
     log.info('stopped', { worker: engine.worker!.id });

@@ -51,6 +51,12 @@ export async function openPg(options: PgOptions): Promise<Db> {
   });
   // An idle client that loses its connection must not crash the process.
   pool.on('error', () => {});
+  // Nor a checked-out one: pg-pool detaches its own 'error' listener while a client is out, so
+  // a connection the server terminates then (PostgreSQL restarting, between two statements of a
+  // transaction, or as pool.connect() hands the client over) would be an unhandled 'error'
+  // event (brianc/node-postgres#2762). The failed query still rejects, and pg-pool discards a
+  // client that is no longer queryable when it is released.
+  pool.on('connect', (client) => client.on('error', () => {}));
   const listeners: Subscription[] = [];
 
   const db: Db = {
