@@ -147,19 +147,18 @@ async function assertCleanExit(p: WeftProcess): Promise<void> {
 }
 
 void describe('chaos: worker processes on PostgreSQL', () => {
-  void test('SIGKILL mid-step: a worker killed every second loses nothing and duplicates nothing', { timeout: 170_000 }, async (t) => {
+  void test('SIGKILL mid-step: a worker killed every second loses nothing and duplicates nothing', { timeout: 240_000 }, async (t) => {
     const h = await harness(t);
     if (!h) return;
     const { db, url, engine, procs } = h;
-    // 100 runs × 10 steps of 20–200 ms. The brief's 200 runs measured 70 s for this test alone
-    // on this 2-core machine (each restarted worker spends ~1.2 s of CPU booting tsx, so at one
-    // kill a second booting eats over half the machine): too much of the file's 3-minute budget.
-    // 100 runs measured 12–90 s here depending on what else loaded the machine.
-    // Runs are launched 10 a second so that work is outstanding for at least 10 kills.
+    // 200 runs × 10 steps of 20–200 ms, as the scale-out issue asks. On this 2-core machine a
+    // restarted worker spends ~1.2 s of CPU booting tsx, so at one kill a second booting eats
+    // much of the machine: 100 runs measured 12–90 s depending on load, 200 about 70 s.
+    // Runs are launched 20 a second so that work is outstanding for at least 10 kills.
     // Each step may retry (fixed 20 ms): a step killed 3 times in a row would otherwise fail
     // by design (LEASE_LOSS_ALLOWANCE), which at ~1 kill/s happened in about 1 test in 4.
     // Attempts are checked against lease expiries below, so retries cannot hide a bug.
-    const RUNS = 100;
+    const RUNS = 200;
     const STEPS = 10;
     const spec = { url, concurrency: 8, leaseMs: 1000 };
     const pool: WeftProcess[] = [procs.worker(spec), procs.worker(spec), procs.worker(spec)];
@@ -173,8 +172,8 @@ void describe('chaos: worker processes on PostgreSQL', () => {
     const runIds: string[] = [];
     let launched = false;
     const launcher = (async () => {
-      for (let i = 0; i < RUNS; i += 10) {
-        runIds.push(...(await startRuns(engine, versions, 10)));
+      for (let i = 0; i < RUNS; i += 20) {
+        runIds.push(...(await startRuns(engine, versions, 20)));
         await sleep(1000);
       }
     })().finally(() => (launched = true));
@@ -200,7 +199,7 @@ void describe('chaos: worker processes on PostgreSQL', () => {
       fresh.waitForStart().catch(() => {}); // awaited below; a worker killed later has started
     }
     await launcher;
-    await until(async () => ((await countNonTerminalRuns(db)) === 0 ? true : undefined), 60_000, 'every run terminal', 200);
+    await until(async () => ((await countNonTerminalRuns(db)) === 0 ? true : undefined), 120_000, 'every run terminal', 200);
     const elapsed = Date.now() - started;
     const outstandingKills = kills.filter((k) => k.outstandingRuns > 0).length;
     const inFlightKills = kills.filter((k) => k.inFlight > 0 && k.outstandingRuns > 0).length;
