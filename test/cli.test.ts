@@ -72,6 +72,25 @@ void describe('weft CLI', () => {
     assert.equal(f.stdout, '');
   });
 
+  void test('run --detach enqueues and prints the id; status shows the waiting run', async () => {
+    const data = join(dir, 'detach');
+    const d = await weft(['run', 'examples/diamond.yaml', '--input', 'n=3', '--data', data, '--detach', '--quiet']);
+    assert.equal(d.code, 0, d.stderr);
+    const runId = d.stdout.trim();
+    assert.match(runId, /^[0-9a-f-]{36}$/);
+    const waiting = await weft(['status', runId, '--data', data]);
+    assert.equal(waiting.code, 0, waiting.stderr);
+    const view = JSON.parse(waiting.stdout) as { status: string; steps: { id: string; status: string }[] };
+    assert.equal(view.status, 'running');
+    assert.deepEqual(view.steps.find((s) => s.id === 'a')?.status, 'queued', 'nobody ran it: no worker in a detached run');
+    const timedOut = await weft(['status', runId, '--wait', '--timeout-ms', '300', '--data', data]);
+    assert.equal(timedOut.code, 2, 'no worker: --wait gives up after its timeout');
+    assert.match(timedOut.stderr, /still running after 300 ms/);
+    const missing = await weft(['status', '00000000-0000-0000-0000-000000000000', '--data', data]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /WEFT_NOT_FOUND/);
+  });
+
   void test('validate: every problem with its location, exit 1; clean files exit 0 silently', async () => {
     const file = join(dir, 'bad.yaml');
     await writeFile(file, 'name: bad\nsteps:\n  a: { type: agnet, prompt: hi }\n  b: { type: transform, needs: [c], expr: "$zz.x" }\n  c: { type: transform, needs: [b], expr: "1 +" }\n');
