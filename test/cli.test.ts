@@ -8,9 +8,8 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { PG_URL, closeTemplates, openTestDb } from './helpers/db.ts';
+import { PG_URL, closeTemplates, emptyPostgresSchema } from './helpers/db.ts';
 
 after(closeTemplates);
 
@@ -133,18 +132,15 @@ void describe('weft CLI', () => {
   });
 
   void test('run and migrate on PostgreSQL with --db', async (t) => {
-    const probe = await openTestDb('postgres', t);
-    if (!probe) return;
-    await probe.close();
-    const schema = `weft_cli_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+    const target = await emptyPostgresSchema(t, 'weft_cli');
+    if (!target) return;
+    const { schema, url } = target;
     const admin = new pg.Client({ connectionString: PG_URL });
     await admin.connect();
-    await admin.query(`CREATE SCHEMA ${schema}`);
     t.after(async () => {
-      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
       await admin.end();
+      await target.drop();
     });
-    const url = `${PG_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
     const m = await weft(['migrate', '--db', url]);
     assert.equal(m.code, 0, m.stderr);
     assert.match(m.stderr, /applied migrations 1/);

@@ -1,11 +1,10 @@
 /** Migrations: applied once, recorded, and safe when two processes race to apply them. */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
 import { openPg } from '../src/store/pg-db.ts';
-import { PG_URL, closeTemplates, openTestDb } from './helpers/db.ts';
+import { PG_URL, closeTemplates, emptyPostgresSchema, openTestDb } from './helpers/db.ts';
 
 after(closeTemplates);
 
@@ -21,20 +20,18 @@ void test('migrations are numbered, and a migrated database has nothing left to 
 });
 
 void test('two processes migrating one PostgreSQL at once: each migration applied exactly once', async (t) => {
-  const probe = await openTestDb('postgres', t);
-  if (!probe) return;
-  await probe.close();
-  const schema = `weft_mig_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`CREATE SCHEMA ${schema}`);
+  const target = await emptyPostgresSchema(t, 'weft_mig');
+  if (!target) return;
+  const { schema } = target;
   const a = await openPg({ connectionString: PG_URL, schema, max: 2 });
   const b = await openPg({ connectionString: PG_URL, schema, max: 2 });
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
   t.after(async () => {
     await a.close();
     await b.close();
-    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
     await admin.end();
+    await target.drop();
   });
   const [ra, rb] = await Promise.all([migrate(a), migrate(b)]);
   const all = (await loadMigrations()).map((m) => m.id);

@@ -12,9 +12,9 @@ import { checkLaunchInputs } from '../core/inputs.ts';
 import { decide, initialState } from '../core/scheduler.ts';
 import { TERMINAL_RUN, type Random, type RunStatus, type SchedulerEvent } from '../core/scheduler-types.ts';
 import { transactionWithRetry, type Db } from '../store/db.ts';
-import { insertEvents, listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
+import { listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
 import { findRunByIdempotencyKey, getRun, getRunStatus, insertRun, type RunRow, type StepRunRow } from '../store/runs.ts';
-import { claimReadyStep, insertStepRuns, type ClaimedStep } from '../store/step-runs.ts';
+import { insertStepRuns, writeDecision } from '../store/step-runs.ts';
 import { ensureVersion, findWorkflowByName, insertWorkflow, lockWorkflow } from '../store/workflows.ts';
 import type { StepSettings } from '../steps/types.ts';
 import { advance } from './advance.ts';
@@ -120,26 +120,26 @@ export class Engine {
         const existing = await findRunByIdempotencyKey(tx, ownerId, request.idempotencyKey);
         if (existing) return { runId: existing, claimed: undefined };
       }
-      const row = await tx.query<{ workflow_id: string }>('SELECT workflow_id FROM workflow_versions WHERE id = $1', [request.versionId]);
       await insertRun(tx, {
-        id: runId, workflowId: row.rows[0]!.workflow_id, versionId: request.versionId, ownerId, inputs,
+        id: runId, versionId: request.versionId, ownerId, inputs,
         context: wf.definition.context ?? {}, stepsTotal: wf.order.length, idempotencyKey: request.idempotencyKey ?? null, at,
       });
-      const { state, commands } = decide(wf, initialState(wf), { type: 'run_started' }, this.random);
-      await insertStepRuns(tx, runId, wf.order.map((id) => ({ stepId: id, status: state.steps[id]!.status, refs: wf.steps[id]!.refs })), at);
+      // Every step starts pending; the roots are then queued (or one claimed for this process's
+      // worker) by the same one-statement write that carries out any other decision.
+      await insertStepRuns(tx, runId, wf.order.map((id) => ({ stepId: id, refs: wf.steps[id]!.refs })));
+      const { commands } = decide(wf, initialState(wf), { type: 'run_started' }, this.random);
       const queued = commands.flatMap((c) => (c.type === 'queue_step' ? [c.stepId] : []));
-      const events: NewEvent[] = [{ stepId: null, type: 'run_created', attempt: null, data: { version_id: request.versionId } }];
-      let claimed: ClaimedStep | undefined;
-      if (worker && queued[0] !== undefined) {
-        claimed = await claimReadyStep(tx, { runId, stepId: queued[0], workerId: worker.id, now: at, leaseUntil: worker.leaseUntil() });
-      }
-      for (const stepId of queued) {
-        events.push(stepId === claimed?.stepId
-          ? { stepId, type: 'step_started', attempt: claimed.attempt, data: { worker: worker!.id } }
-          : { stepId, type: 'step_queued', attempt: null, data: {} });
-      }
-      await insertEvents(tx, runId, events, at);
-      if (queued.length > (claimed ? 1 : 0)) await tx.query(`SELECT pg_notify('weft_steps', '')`);
+      const claimId = worker ? queued[0] : undefined;
+      const queue = queued.filter((id) => id !== claimId);
+      const events: NewEvent[] = [
+        { stepId: null, type: 'run_created', attempt: null, data: { version_id: request.versionId } },
+        ...(claimId === undefined ? [] : [{ stepId: claimId, type: 'step_started' as const, attempt: 1, data: { worker: worker!.id } }]),
+        ...queue.map((stepId) => ({ stepId, type: 'step_queued' as const, attempt: null, data: {} })),
+      ];
+      const claimed = await writeDecision(tx, {
+        runId, at, events, queue, skips: [], cancels: [],
+        claim: claimId === undefined ? undefined : { stepId: claimId, workerId: worker!.id, leaseUntil: worker!.leaseUntil() },
+      });
       return { runId, claimed };
     });
     if (outcome.claimed) worker!.adopt(outcome.claimed);

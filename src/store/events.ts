@@ -31,24 +31,6 @@ export interface RunEvent extends NewEvent {
   createdAt: Date;
 }
 
-/** Appends events in one statement (one round trip whatever their number). */
-export async function insertEvents(q: Queryable, runId: string, events: readonly NewEvent[], at: Date): Promise<void> {
-  if (events.length === 0) return;
-  await q.query(
-    `INSERT INTO run_events (run_id, step_id, type, attempt, data, created_at)
-     SELECT $1, e.step_id, e.type, e.attempt, e.data, $6
-     FROM unnest($2::text[], $3::text[], $4::int[], $5::jsonb[]) AS e(step_id, type, attempt, data)`,
-    [
-      runId,
-      events.map((e) => e.stepId),
-      events.map((e) => e.type),
-      events.map((e) => e.attempt),
-      events.map((e) => JSON.stringify(e.data)),
-      at,
-    ],
-  );
-}
-
 export async function listEvents(q: Queryable, runId: string, afterId = '0', limit = 1000): Promise<RunEvent[]> {
   const { rows } = await q.query<{
     id: string; run_id: string; step_id: string | null; type: RunEventType; attempt: number | null;

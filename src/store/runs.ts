@@ -4,7 +4,6 @@ import type { Queryable } from './db.ts';
 
 export interface NewRun {
   id: string;
-  workflowId: string;
   versionId: string;
   ownerId: string;
   inputs: Record<string, unknown>;
@@ -17,8 +16,8 @@ export interface NewRun {
 export async function insertRun(q: Queryable, r: NewRun): Promise<void> {
   await q.query(
     `INSERT INTO runs (id, workflow_id, version_id, owner_id, status, inputs, context, steps_total, idempotency_key, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, 'running', $5::jsonb, $6::jsonb, $7, $8, $9, $9)`,
-    [r.id, r.workflowId, r.versionId, r.ownerId, JSON.stringify(r.inputs), JSON.stringify(r.context), r.stepsTotal, r.idempotencyKey, r.at],
+     SELECT $1, v.workflow_id, v.id, $3, 'running', $4::jsonb, $5::jsonb, $6, $7, $8, $8 FROM workflow_versions v WHERE v.id = $2`,
+    [r.id, r.versionId, r.ownerId, JSON.stringify(r.inputs), JSON.stringify(r.context), r.stepsTotal, r.idempotencyKey, r.at],
   );
 }
 

@@ -10,17 +10,16 @@ import type { Queryable } from './db.ts';
 
 export interface NewStepRun {
   stepId: string;
-  status: StepStatus;
   refs: readonly string[];
 }
 
-/** Inserts every step of a new run in one statement (refs as a JSON array per step). */
-export async function insertStepRuns(q: Queryable, runId: string, steps: readonly NewStepRun[], at: Date): Promise<void> {
+/** Inserts every step of a new run, all pending, in one statement (refs as a JSON array per step). */
+export async function insertStepRuns(q: Queryable, runId: string, steps: readonly NewStepRun[]): Promise<void> {
   await q.query(
-    `INSERT INTO step_runs (run_id, step_id, status, refs, available_at)
-     SELECT $1, s.step_id, s.status, ARRAY(SELECT jsonb_array_elements_text(s.refs)), CASE WHEN s.status = 'queued' THEN $5::timestamptz END
-     FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS s(step_id, status, refs)`,
-    [runId, steps.map((s) => s.stepId), steps.map((s) => s.status), steps.map((s) => JSON.stringify(s.refs)), at],
+    `INSERT INTO step_runs (run_id, step_id, status, refs)
+     SELECT $1, s.step_id, 'pending', ARRAY(SELECT jsonb_array_elements_text(s.refs))
+     FROM unnest($2::text[], $3::jsonb[]) AS s(step_id, refs)`,
+    [runId, steps.map((s) => s.stepId), steps.map((s) => JSON.stringify(s.refs))],
   );
 }
 
@@ -119,26 +118,6 @@ export async function claimQueued(
     [c.workerId, c.now, c.leaseUntil, c.limit],
   );
   return rows.map(toClaimed);
-}
-
-/**
- * Claims one step the caller has just made ready, inside the transaction that made it ready
- * (the caller holds the run lock): the completing worker runs its successor with no queue hop.
- */
-export async function claimReadyStep(
-  q: Queryable,
-  c: { runId: string; stepId: string; workerId: string; now: Date; leaseUntil: Date },
-): Promise<ClaimedStep | undefined> {
-  const { rows } = await q.query<ClaimRow>(
-    `WITH c AS (
-       UPDATE step_runs SET status = 'running', attempt = attempt + 1, lease_owner = $3, lease_expires_at = $5,
-         started_at = $4, available_at = $4, finished_at = NULL, duration_ms = NULL
-       WHERE run_id = $1 AND step_id = $2 AND status IN ('pending', 'queued')
-       RETURNING run_id, step_id, attempt, refs, available_at
-     )${CLAIM_RESULT}`,
-    [c.runId, c.stepId, c.workerId, c.now, c.leaseUntil],
-  );
-  return rows[0] ? toClaimed(rows[0]) : undefined;
 }
 
 export interface AttemptFence {

@@ -76,13 +76,3 @@ export async function getVersion(q: Queryable, versionId: string): Promise<Versi
   );
   return rows[0];
 }
-
-export async function latestVersion(q: Queryable, workflowId: string): Promise<VersionRow | undefined> {
-  const { rows } = await q.query<VersionRow>(
-    `SELECT v.id, v.workflow_id, v.version, v.definition FROM workflow_versions v
-     JOIN workflows w ON w.id = v.workflow_id AND w.latest_version = v.version
-     WHERE w.id = $1 AND w.deleted_at IS NULL`,
-    [workflowId],
-  );
-  return rows[0];
-}

@@ -56,29 +56,57 @@ export async function openTestDb(backend: Backend, t: TestContext, poolSize = 10
     const clone = (await (await pgliteTemplate()).clone()) as unknown as PGlite;
     return pgliteDb(clone, 'PGlite (test clone)');
   }
-  const problem = await postgresProblem();
-  if (problem !== undefined) {
-    if (process.env['CI']) throw new Error(`PostgreSQL at ${PG_URL} is required in CI: ${problem}`);
-    t.skip(`PostgreSQL not reachable at ${PG_URL} (${problem}); runs in CI`);
-    return undefined;
-  }
-  const schema = `weft_test_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`CREATE SCHEMA ${schema}`);
-  await admin.end();
+  if (!(await requirePostgres(t))) return undefined;
+  const schema = await createSchema('weft_test');
   const db = await openPg({ connectionString: PG_URL, schema, max: poolSize });
   await migrate(db);
   const close = db.close.bind(db);
   return Object.assign(db, {
     close: async () => {
       await close();
-      const c = new pg.Client({ connectionString: PG_URL });
-      await c.connect();
-      await c.query(`DROP SCHEMA ${schema} CASCADE`);
-      await c.end();
+      await dropSchema(schema);
     },
   });
+}
+
+/** True when PostgreSQL answers; otherwise fails the test in CI and skips it (with the reason) locally. */
+async function requirePostgres(t: TestContext): Promise<boolean> {
+  const problem = await postgresProblem();
+  if (problem === undefined) return true;
+  if (process.env['CI']) throw new Error(`PostgreSQL at ${PG_URL} is required in CI: ${problem}`);
+  t.skip(`PostgreSQL not reachable at ${PG_URL} (${problem}); runs in CI`);
+  return false;
+}
+
+async function adminQuery(text: string): Promise<void> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    await c.query(text);
+  } finally {
+    await c.end();
+  }
+}
+
+async function createSchema(prefix: string): Promise<string> {
+  const schema = `${prefix}_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+  await adminQuery(`CREATE SCHEMA ${schema}`);
+  return schema;
+}
+
+function dropSchema(schema: string): Promise<void> {
+  return adminQuery(`DROP SCHEMA ${schema} CASCADE`);
+}
+
+/**
+ * An empty schema of the test's own on the shared PostgreSQL (not migrated), for tests that
+ * drive migrations or other processes themselves; `drop` it in the test's `after`, once
+ * whatever uses it is closed. Undefined when the test was skipped.
+ */
+export async function emptyPostgresSchema(t: TestContext, prefix: string): Promise<{ schema: string; url: string; drop: () => Promise<void> } | undefined> {
+  if (!(await requirePostgres(t))) return undefined;
+  const schema = await createSchema(prefix);
+  return { schema, url: `${PG_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`, drop: () => dropSchema(schema) };
 }
 
 /** Closes the shared PGlite template so the test process can exit. */
