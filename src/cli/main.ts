@@ -1,5 +1,5 @@
 /**
- * `weft <command>`: run | worker | status | validate | migrate. Exit codes: 0 success, 1 the run (or the
+ * `weft <command>`: serve | run | worker | status | validate | migrate. Exit codes: 0 success, 1 the run (or the
  * definition) failed, 2 bad usage or input.
  */
 import { readFile } from 'node:fs/promises';
@@ -10,12 +10,14 @@ import { migrate } from '../store/migrate.ts';
 import { openDatabase } from '../store/open-db.ts';
 import { parse, UsageError } from './args.ts';
 import { runCommand } from './run-command.ts';
+import { serveCommand } from './serve-command.ts';
 import { statusCommand } from './status-command.ts';
 import { workerCommand } from './worker-command.ts';
 
 const USAGE = `weft — durable workflows for AI agents
 
 Usage:
+  weft serve [--port N] [--host H] [--data DIR | --db URL] [--concurrency N] [--workers 0]
   weft run FILE [--input key=value]... [--inputs FILE.json] [--db URL | --data DIR] [--workers N] [--detach]
   weft worker [--db URL] [--concurrency N] [--health-port P]
   weft status RUN_ID [--wait] [--db URL | --data DIR]
@@ -28,6 +30,8 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
+      case 'serve':
+        return await serveCommand(rest);
       case 'run':
         return await runCommand(rest);
       case 'validate':

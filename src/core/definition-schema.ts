@@ -118,6 +118,9 @@ export const WorkflowDefinitionSchema = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 200 }),
     description: Type.Optional(Type.String({ maxLength: 10_000 })),
+    /** Catalogue metadata: one category and a few tags (filters in the API and UI). */
+    category: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 50 }), { maxItems: 20, uniqueItems: true })),
     /** JSON Schema for launch inputs (drives the launch form). */
     inputs: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     /** Static values visible to expressions as `$context`. */
@@ -135,6 +138,8 @@ export const WorkflowDefinitionSchema = Type.Object(
 export interface WorkflowDefinition {
   name: string;
   description?: string;
+  category?: string;
+  tags?: string[];
   inputs?: Record<string, unknown>;
   context?: Record<string, unknown>;
   steps: Record<string, StepDefinition>;

@@ -35,12 +35,12 @@ export async function startHealthServer(db: Db, worker: Worker, port: number, ho
   return server;
 }
 
-async function databaseAnswers(db: Db): Promise<boolean> {
+export async function databaseAnswers(db: Db): Promise<boolean> {
   const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2000).unref());
   return Promise.race([db.query('SELECT 1').then(() => true, () => false), timeout]);
 }
 
-async function queueDepth(db: Db): Promise<number | undefined> {
+export async function queueDepth(db: Db): Promise<number | undefined> {
   try {
     const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM step_runs WHERE status = 'queued' AND available_at <= now()`);
     return rows[0]?.n;
