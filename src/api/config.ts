@@ -21,7 +21,7 @@ export interface RateLimitConfig {
 export interface ApiConfig {
   /** Folder for the embedded database and the generated signing key. */
   dataDir: string;
-  /** Base URL printed in setup links. */
+  /** Base URL printed in setup links (WEFT_PUBLIC_URL); empty: the address the server listens on. */
   publicUrl: string;
   /** Default maximum request body, in bytes. */
   bodyLimit: number;
@@ -44,7 +44,7 @@ export interface ApiConfig {
 
 export const DEFAULT_API_CONFIG: ApiConfig = {
   dataDir: '.weft',
-  publicUrl: 'http://127.0.0.1:8080',
+  publicUrl: '',
   bodyLimit: 1024 * 1024,
   trustProxy: false,
   jwt: { issuer: 'weft', audience: 'weft-api', accessTtlSeconds: 15 * 60, refreshTtlSeconds: 30 * 24 * 3600 },

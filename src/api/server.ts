@@ -110,9 +110,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   });
   const port = (server.address() as AddressInfo).port;
   const host = options.host ?? '127.0.0.1';
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  // Without a configured public URL the link is relative: complete it with where we listen.
+  if (setup.setupUrl?.startsWith('/')) setup.setupUrl = url + setup.setupUrl;
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
-    port, server, services, routes, setup,
+    url, port, server, services, routes, setup,
     async close() {
       await sockets.close();
       await feed.stop();

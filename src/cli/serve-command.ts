@@ -37,7 +37,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const url = values.db ?? process.env['DATABASE_URL'];
 
   const log = streamLogger((line) => process.stderr.write(line));
-  const config = loadApiConfig(process.env, { dataDir, publicUrl: process.env['WEFT_PUBLIC_URL'] ?? `http://${host}:${port}` });
+  const config = loadApiConfig(process.env, { dataDir });
   const db = await openDatabase({ url, dataDir });
   try {
     await migrate(db);
