@@ -30,6 +30,7 @@ export const eventsRoutes: AnyRoute[] = [
     query: Type.Object({
       after: Type.Optional(Type.String({ maxLength: 45, description: CURSOR_HINT })),
       limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 500 })),
+      follow: Type.Optional(Type.Boolean({ description: 'SSE: stay open after the run ends (a retried step can revive it)' })),
     }, { additionalProperties: false }),
     responses: {
       200: { description: 'Events after the cursor, in commit order (or the SSE stream)', schema: Type.Object({ items: Type.Array(EventSchema), next_cursor: Nullable(Type.String()) }) },
@@ -41,7 +42,7 @@ export const eventsRoutes: AnyRoute[] = [
       if (wantsStream) {
         const header = ctx.req.headers['last-event-id'];
         const resume = cursorFrom(typeof header === 'string' ? header : undefined, '/headers/last-event-id') ?? cursorFrom(ctx.query.after, '/query/after');
-        await streamRunEvents({ req: ctx.req, res: ctx.res, feed: ctx.services.feed, runId: ctx.params.id, ...(resume ? { cursor: resume.text } : {}) });
+        await streamRunEvents({ req: ctx.req, res: ctx.res, feed: ctx.services.feed, runId: ctx.params.id, follow: ctx.query.follow ?? false, ...(resume ? { cursor: resume.text } : {}) });
         return { stream: true };
       }
       const after = cursorFrom(ctx.query.after, '/query/after')?.cursor ?? FEED_START;
