@@ -31,6 +31,7 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
         ...(typeof s['description'] === 'string' ? { description: s['description'] } : {}),
       });
     }
+    for (const h of route.headerParams ?? []) parameters.push({ name: h.name, in: 'header', required: false, description: h.description, schema: plain(h.schema) });
     const operation: Json = {
       operationId: route.operationId,
       summary: route.summary,
@@ -42,7 +43,14 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
         status,
         {
           description: spec.description,
-          ...(spec.schema ? { content: { [spec.contentType ?? 'application/json']: { schema: refProblem(plain(spec.schema), spec.contentType) } } } : {}),
+          ...(spec.schema
+            ? {
+                content: {
+                  [spec.contentType ?? 'application/json']: { schema: refProblem(plain(spec.schema), spec.contentType) },
+                  ...Object.fromEntries((spec.alternatives ?? []).map((a) => [a.contentType, { schema: plain(a.schema) }])),
+                },
+              }
+            : {}),
         },
       ])),
     };

@@ -31,6 +31,15 @@ export interface ResponseSpec {
   schema?: TSchema;
   /** Media type when not JSON (e.g. `text/event-stream`). */
   contentType?: string;
+  /** Further media types the same status may answer with (content negotiation). */
+  alternatives?: { contentType: string; schema: TSchema }[];
+}
+
+/** A request header a route reads, for the OpenAPI document (the handler parses it). */
+export interface HeaderParam {
+  name: string;
+  description: string;
+  schema: TSchema;
 }
 
 export interface RouteContext<P, Q, B> {
@@ -70,6 +79,8 @@ export interface RouteDef<
   body?: B;
   /** Accepted body media types (default `['json']`). */
   bodyTypes?: BodyType[];
+  /** Request headers the handler reads (documented; parsed by the handler). */
+  headerParams?: HeaderParam[];
   /** Maximum body size in bytes (default from the server config). */
   bodyLimit?: number;
   responses: Record<number, ResponseSpec>;

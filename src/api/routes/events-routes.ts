@@ -32,8 +32,17 @@ export const eventsRoutes: AnyRoute[] = [
       limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 500 })),
       follow: Type.Optional(Type.Boolean({ description: 'SSE: stay open after the run ends (a retried step can revive it)' })),
     }, { additionalProperties: false }),
+    headerParams: [
+      { name: 'Accept', description: '`text/event-stream` for the live SSE stream', schema: Type.String() },
+      { name: 'Last-Event-ID', description: `SSE: resume after this event. ${CURSOR_HINT}`, schema: Type.String({ maxLength: 45 }) },
+    ],
     responses: {
-      200: { description: 'Events after the cursor, in commit order (or the SSE stream)', schema: Type.Object({ items: Type.Array(EventSchema), next_cursor: Nullable(Type.String()) }) },
+      200: {
+        description: 'Events after the cursor, in commit order: a JSON page, or the SSE stream (each event: `id` = cursor, `event` = type, `data` = the event as JSON)',
+        schema: Type.Object({ items: Type.Array(EventSchema), next_cursor: Nullable(Type.String()) }),
+        alternatives: [{ contentType: 'text/event-stream', schema: Type.String() }],
+      },
+      204: { description: 'SSE: the client already has the run\'s final event (EventSource stops reconnecting)' },
       ...errors(400, 401, 404),
     },
     handler: async (ctx) => {
