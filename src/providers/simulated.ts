@@ -5,7 +5,7 @@
  * be a model.
  */
 import { createHash } from 'node:crypto';
-import type { ChatRequest, ChatResponse, ImageResponse, Provider } from './types.ts';
+import type { ChatRequest, ChatResponse, ImageResponse, JsonSchema, Provider } from './types.ts';
 
 const MODEL = 'simulated-1';
 
@@ -42,6 +42,42 @@ function simulateText(request: ChatRequest): string {
   return lines.join('\n');
 }
 
+/**
+ * A deterministic instance of a JSON Schema for structured-output requests: enough to drive a
+ * workflow offline (every string is labelled simulated), not a faithful schema sampler.
+ */
+function simulateJson(schema: JsonSchema, seed: Buffer, depth = 0): unknown {
+  if (Array.isArray(schema['enum']) && schema['enum'].length > 0) return schema['enum'][seed[depth]! % schema['enum'].length];
+  if ('const' in schema) return schema['const'];
+  const type = Array.isArray(schema['type']) ? schema['type'][0] : schema['type'];
+  const byte = seed[depth % seed.length]!;
+  switch (type) {
+    case 'string':
+      return '[simulated]';
+    case 'integer':
+    case 'number': {
+      const min = typeof schema['minimum'] === 'number' ? schema['minimum'] : 0;
+      const max = typeof schema['maximum'] === 'number' ? schema['maximum'] : min + 10;
+      return Math.round(min + ((max - min) * byte) / 255);
+    }
+    case 'boolean':
+      return byte % 2 === 0;
+    case 'array': {
+      const items = (schema['items'] ?? {}) as JsonSchema;
+      return depth > 4 ? [] : [simulateJson(items, seed, depth + 1)];
+    }
+    case 'null':
+      return null;
+    default: {
+      const out: Record<string, unknown> = {};
+      const properties = (schema['properties'] ?? {}) as Record<string, JsonSchema>;
+      if (depth > 4) return out;
+      for (const [key, sub] of Object.entries(properties)) out[key] = simulateJson(sub, seed, depth + 1);
+      return out;
+    }
+  }
+}
+
 function escapeXml(text: string): string {
   return text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -51,12 +87,19 @@ export const simulatedProvider: Provider = {
   simulated: true,
   async chat(request) {
     request.signal.throwIfAborted();
-    const text = simulateText(request);
+    const json = request.responseSchema ? simulateJson(request.responseSchema.schema, digest(request.prompt)) : undefined;
+    const text = json === undefined ? simulateText(request) : JSON.stringify(json);
+    // Streams word by word so that live output can be tried offline too.
+    if (request.onToken) for (const piece of text.match(/\S*\s*/g) ?? []) if (piece !== '') request.onToken(piece);
+    const history = (request.messages ?? []).map((m) => m.content).join('');
     const response: ChatResponse = {
       text,
       model: MODEL,
-      tokensIn: estimateTokens((request.system ?? '') + request.prompt),
+      tokensIn: estimateTokens((request.system ?? '') + history + request.prompt),
       tokensOut: estimateTokens(text),
+      toolCalls: [],
+      finishReason: 'stop',
+      ...(json === undefined ? {} : { json }),
     };
     return response;
   },
@@ -70,10 +113,14 @@ export const simulatedProvider: Provider = {
       `<rect width="100%" height="100%" fill="hsl(${hue.toFixed(0)},60%,45%)"/>` +
       `<text x="50%" y="50%" fill="#fff" font-family="sans-serif" font-size="${Math.round(h / 16)}" text-anchor="middle">` +
       `simulated: ${escapeXml(request.prompt.slice(0, 60))}</text></svg>`;
+    const bytes = Buffer.from(svg);
     const response: ImageResponse = {
-      url: `data:image/svg+xml;base64,${Buffer.from(svg).toString('base64')}`,
+      url: `data:image/svg+xml;base64,${bytes.toString('base64')}`,
       contentType: 'image/svg+xml',
       model: MODEL,
+      bytes: new Uint8Array(bytes),
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      size: bytes.length,
     };
     return response;
   },
