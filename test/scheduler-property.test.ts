@@ -6,12 +6,12 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { attemptLimit, decide, initialState, LEASE_LOSS_ALLOWANCE } from '../src/core/scheduler.ts';
+import { attemptLimit, decide, familyAttempts, initialState, LEASE_LOSS_ALLOWANCE, planRetry } from '../src/core/scheduler.ts';
 import type { EngineCommand } from '../src/core/scheduler.ts';
 import type { CompiledStep, CompiledWorkflow, Need } from '../src/core/compiled.ts';
 import type { StepDefinition, TriggerRule } from '../src/core/definition-schema.ts';
 import type { ErrorRecord } from '../src/core/errors.ts';
-import type { Random, RunState, SchedulerEvent, StepState, StepStatus } from '../src/core/scheduler-types.ts';
+import type { Random, RunMode, RunState, SchedulerEvent, StepState, StepStatus } from '../src/core/scheduler-types.ts';
 
 const TERMINAL: ReadonlySet<StepStatus> = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);
 const BRANCHES = ['good', 'bad'] as const;
@@ -143,7 +143,7 @@ function applyCommands(state: RunState, event: SchedulerEvent, commands: EngineC
   const live = status !== 'succeeded' && status !== 'failed' && status !== 'cancelled';
   if (live && event.type === 'step_succeeded' && Object.hasOwn(steps, event.stepId)) {
     const s = steps[event.stepId];
-    if (s && (s.status === 'running' || s.status === 'waiting')) {
+    if (s && (s.status === 'running' || (s.status === 'waiting' && state.mode !== 'step'))) {
       s.status = 'succeeded';
       if (event.branch !== undefined) s.branch = event.branch;
     }
@@ -155,9 +155,13 @@ function applyCommands(state: RunState, event: SchedulerEvent, commands: EngineC
     }
     const s = steps[c.stepId];
     assert.ok(s);
-    s.status = { queue_step: 'queued', retry_step: 'queued', hold_step: 'pending', skip_step: 'skipped', fail_step: 'failed', cancel_step: 'cancelled' }[c.type] as StepStatus;
+    s.status = {
+      queue_step: 'queued', retry_step: 'queued', hold_step: 'pending', skip_step: 'skipped', fail_step: 'failed', cancel_step: 'cancelled',
+      wait_step: 'waiting', restart_step: 'queued', reset_step: 'pending',
+    }[c.type] as StepStatus;
+    if (c.type === 'restart_step' || c.type === 'reset_step') s.attemptBase = s.attempt;
   }
-  return { status, steps };
+  return state.mode === undefined ? { status, steps } : { status, steps, mode: state.mode };
 }
 
 type Verdict = 'run' | 'upstream' | 'branch';
@@ -195,7 +199,14 @@ interface Outcome {
   seen: Set<string>;
 }
 
-function simulate(wf: CompiledWorkflow, seed: number): Outcome {
+interface SimOptions {
+  /** Step mode: ready steps wait; a simulated human triggers them. */
+  mode: RunMode;
+  /** How many human retries of failed steps the simulation may request. */
+  retries: number;
+}
+
+function simulate(wf: CompiledWorkflow, seed: number, opts: SimOptions = { mode: 'auto', retries: 0 }): Outcome {
   deepFreeze(wf);
   const rng = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => {
@@ -210,7 +221,8 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
   let cancelled = false;
   let events = 0;
   const seen = new Set<string>();
-  let state = initialState(wf);
+  let state = initialState(wf, opts.mode);
+  let retriesLeft = opts.retries;
 
   const send = (event: SchedulerEvent): void => {
     events++;
@@ -222,9 +234,25 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
     // The state is the input with the commands applied.
     assert.deepEqual(d.state, applyCommands(input, event, d.commands));
     const targeted = new Set<string>();
+    const reopened = new Set<string>();
     d.commands.forEach((c, i) => {
       const kind = c.type === 'skip_step' ? `${c.type}:${c.reason}` : c.type === 'finish_run' || c.type === 'set_run_status' ? `${c.type}:${c.status}` : c.type;
       seen.add(input.status === 'paused' ? `paused ${kind}` : kind);
+      if (c.type === 'restart_step' || c.type === 'reset_step') {
+        // Only a human retry re-opens finished steps: the retried one (failed) and what it re-opens.
+        assert.equal(event.type, 'step_retry_requested');
+        const before = stepOf(input, c.stepId);
+        assert.equal(before.status, c.type === 'restart_step' ? 'failed' : c.from);
+        assert.equal(c.attempt, before.attempt);
+        if (c.type === 'restart_step') assert.equal(c.stepId, 'stepId' in event ? event.stepId : undefined);
+        else assert.ok(c.from === 'cancelled' || familyAttempts(before) === 0, `reset of ${c.stepId}, a guard skip`);
+        assert.ok(!targeted.has(c.stepId), `two commands for ${c.stepId}`);
+        targeted.add(c.stepId);
+        reopened.add(c.stepId);
+        skipReason.delete(c.stepId);
+        failError.delete(c.stepId);
+        return;
+      }
       if (c.type === 'finish_run') {
         assert.equal(i, d.commands.length - 1, 'finish_run is last');
         return;
@@ -234,17 +262,29 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
         return;
       }
       assert.ok(Object.hasOwn(wf.steps, c.stepId), `command for unknown step ${c.stepId}`);
-      // No command re-opens (or touches) a terminal step; one command per step.
-      assert.ok(!TERMINAL.has(stepOf(input, c.stepId).status), `${c.type} on terminal ${c.stepId}`);
-      assert.ok(!targeted.has(c.stepId), `two commands for ${c.stepId}`);
+      // No other command re-opens (or touches) a terminal step; one command per step (after a reset: one more).
+      const wasReset = reopened.has(c.stepId);
+      assert.ok(wasReset || !TERMINAL.has(stepOf(input, c.stepId).status), `${c.type} on terminal ${c.stepId}`);
+      assert.ok(!targeted.has(c.stepId) || (wasReset && c.type !== 'fail_step'), `two commands for ${c.stepId}`);
+      reopened.delete(c.stepId);
       targeted.add(c.stepId);
       if (c.type === 'queue_step' || c.type === 'retry_step') {
         assert.notEqual(d.state.status, 'paused', `${c.type} while paused`);
         for (const n of wf.steps[c.stepId]?.needs ?? []) assert.ok(TERMINAL.has(stepOf(d.state, n.step).status), `${c.stepId} queued before ${n.step} is terminal`);
       }
+      if (c.type === 'queue_step' && input.mode === 'step') {
+        // Step mode: only a trigger, or a held retry (already admitted), queues a step.
+        const before = stepOf(input, c.stepId);
+        assert.ok(
+          (event.type === 'step_triggered' && before.status === 'waiting') || (before.status === 'pending' && familyAttempts(before) > 0),
+          `${c.stepId} queued without a trigger`,
+        );
+      }
+      if (c.type === 'wait_step') assert.equal(input.mode, 'step');
       if (c.type === 'retry_step' || c.type === 'hold_step') {
-        assert.equal(c.attempt, stepOf(input, c.stepId).attempt);
-        assert.ok(c.attempt < attemptLimit(wf.steps[c.stepId]!.retry, c.error));
+        const before = stepOf(input, c.stepId);
+        assert.equal(c.attempt, before.attempt);
+        assert.ok(familyAttempts(before) < attemptLimit(wf.steps[c.stepId]!.retry, c.error), `${c.type} ${c.stepId} past its attempts`);
         assert.ok(c.error.retryable);
       }
       if (c.type === 'retry_step') assert.ok(c.delayMs >= 0 && c.delayMs <= 10_000);
@@ -256,16 +296,23 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
         if (wf.steps[c.stepId]?.onError === 'fail') assert.equal(d.state.status, 'failed', `${c.stepId} failed but the run goes on`);
       }
     });
-    // Terminal steps never change.
+    // Terminal steps never change, but for what a retry re-opens.
+    const reopenedNow = new Set(d.commands.flatMap((c) => (c.type === 'restart_step' || c.type === 'reset_step' ? [c.stepId] : [])));
     for (const id of ids) {
       const before = stepOf(input, id);
-      if (TERMINAL.has(before.status)) assert.deepEqual(stepOf(d.state, id), before);
+      if (TERMINAL.has(before.status) && !reopenedNow.has(id)) assert.deepEqual(stepOf(d.state, id), before);
+    }
+    // The run status rule: a live, unpaused run is waiting iff nothing is queued or running and something waits.
+    if (d.state.status === 'running' || d.state.status === 'waiting') {
+      const all = ids.map((id) => stepOf(d.state, id).status);
+      const busy = all.some((x) => x === 'queued' || x === 'running');
+      assert.equal(d.state.status, !busy && all.includes('waiting') ? 'waiting' : 'running', 'run status rule');
     }
     // Nothing is claimable or running before its needs are terminal.
     for (const id of ids) {
       const s = stepOf(d.state, id);
       if (s.status === 'queued' || s.status === 'running') {
-        for (const n of wf.steps[id]?.needs ?? []) assert.ok(TERMINAL.has(stepOf(d.state, n.step).status));
+        for (const n of wf.steps[id]?.needs ?? []) assert.ok(TERMINAL.has(stepOf(d.state, n.step).status), `${id} is ${s.status} while ${n.step} is ${stepOf(d.state, n.step).status}`);
       }
     }
     if (d.state.status === 'succeeded' || d.state.status === 'failed' || d.state.status === 'cancelled') {
@@ -279,10 +326,10 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
     assert.equal(s.status, 'queued');
     const step = wf.steps[id];
     assert.ok(step);
-    for (const n of step.needs) assert.ok(TERMINAL.has(stepOf(state, n.step).status));
+    for (const n of step.needs) assert.ok(TERMINAL.has(stepOf(state, n.step).status), `${id} claimed while ${n.step} is ${stepOf(state, n.step).status}`);
     const cap = step.retry.maxAttempts + LEASE_LOSS_ALLOWANCE;
-    assert.ok(s.attempt + 1 <= cap, `${id} attempt ${s.attempt + 1} > ${cap}`);
-    state = { status: state.status, steps: { ...state.steps, [id]: { ...s, status: 'running', attempt: s.attempt + 1 } } };
+    assert.ok(familyAttempts(s) + 1 <= cap, `${id} attempt ${familyAttempts(s) + 1} of its family > ${cap}`);
+    state = { ...state, steps: { ...state.steps, [id]: { ...s, status: 'running', attempt: s.attempt + 1 } } };
   };
 
   const outcome = (id: string): SchedulerEvent => {
@@ -308,12 +355,44 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
     ]);
   };
 
+  const finished = () => state.status === 'succeeded' || state.status === 'failed' || state.status === 'cancelled';
+  /** A human retry of a random failed step, when the run and the budget allow it. */
+  const maybeRetry = (chance: number): boolean => {
+    if (retriesLeft <= 0 || state.status === 'succeeded' || state.status === 'cancelled' || rng() >= chance) return false;
+    const failedSteps = ids.filter((id) => stepOf(state, id).status === 'failed');
+    if (failedSteps.length === 0) return false;
+    retriesLeft--;
+    const before = state;
+    const id = pick(failedSteps);
+    const plan = planRetry(wf, state, id);
+    send({ type: 'step_retry_requested', stepId: id });
+    const s = stepOf(state, id);
+    if (plan.blockedBy !== undefined) {
+      // Refused, nothing changes: another fail-fast failure stands, a need is not finished, or
+      // a step that needs a step the retry would re-open has started.
+      assert.deepEqual(state, before);
+      const { relation, stepId: blocker } = plan.blockedBy;
+      const status = stepOf(state, blocker).status;
+      if (relation === 'failure') assert.ok(status === 'failed' && wf.steps[blocker]?.onError === 'fail');
+      else if (relation === 'need') assert.ok(!TERMINAL.has(status), `need ${blocker} is ${status}`);
+      else assert.ok(['queued', 'running', 'waiting', 'pending'].includes(status), `dependent ${blocker} is ${status}`);
+      seen.add(`retry blocked:${relation}`);
+      return true;
+    }
+    assert.equal(s.status, 'queued');
+    assert.equal(s.attemptBase, s.attempt);
+    if (before.status === 'failed') assert.equal(state.status, 'running', 'a retry re-opens a failed run');
+    return true;
+  };
+
   send({ type: 'run_started' });
-  const limit = 50 + ids.length * 40;
-  for (let i = 0; state.status !== 'succeeded' && state.status !== 'failed' && state.status !== 'cancelled'; i++) {
+  const limit = (50 + ids.length * 40) * (1 + opts.retries);
+  for (let i = 0; !finished() || maybeRetry(0.7); i++) {
     assert.ok(i < limit, `run did not finish within ${limit} iterations`);
+    if (finished()) continue;
     const queued = ids.filter((id) => stepOf(state, id).status === 'queued');
     const running = ids.filter((id) => stepOf(state, id).status === 'running');
+    const waiting = ids.filter((id) => stepOf(state, id).status === 'waiting');
     const r = rng();
     if (r < 0.003) {
       cancelled = true;
@@ -330,12 +409,17 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
       send(event);
       if (noop) assert.deepEqual(state, before, `${event.type} on a terminal step changed the state`);
       assert.equal(events, eventsBefore + 1);
+    } else if (maybeRetry(0.02)) {
+      // a human retried a failed step while the run goes on
     } else if (state.status === 'paused') {
       // Workers finish what they hold; nothing new is claimed.
       if (running.length > 0 && rng() < 0.9) send(outcome(pick(running)));
       else send({ type: 'run_resumed' });
+    } else if (waiting.length > 0 && opts.mode === 'step' && (queued.length + running.length === 0 || rng() < 0.3)) {
+      assert.equal(state.status, queued.length + running.length === 0 ? 'waiting' : 'running');
+      send({ type: 'step_triggered', stepId: pick(waiting) });
     } else {
-      assert.ok(queued.length + running.length > 0, 'live run with nothing queued or running');
+      assert.ok(queued.length + running.length > 0, 'live run with nothing queued, running or waiting');
       if (queued.length > 0 && (running.length < concurrency || running.length === 0)) {
         const id = pick(queued);
         claim(id);
@@ -352,7 +436,8 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
     // cancelled by us
   } else if (failedFast.length > 0) {
     assert.equal(state.status, 'failed');
-    assert.equal(failedFast.length, 1, 'a run fails at its first fail-fast failure');
+    // (A retry of another step can re-open steps the first failure cancelled, and one of them can fail fast too.)
+    if (opts.retries === 0) assert.equal(failedFast.length, 1, 'a run fails at its first fail-fast failure');
   } else {
     assert.equal(state.status, 'succeeded');
   }
@@ -362,7 +447,7 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
     const step = wf.steps[id];
     assert.ok(step);
     assert.ok(TERMINAL.has(s.status), `${id} left ${s.status}`);
-    assert.ok(s.attempt <= step.retry.maxAttempts + LEASE_LOSS_ALLOWANCE);
+    assert.ok(familyAttempts(s) <= step.retry.maxAttempts + LEASE_LOSS_ALLOWANCE);
     if (s.status === 'cancelled') {
       assert.notEqual(state.status, 'succeeded', `${id} cancelled in a succeeded run`);
       continue;
@@ -370,15 +455,15 @@ function simulate(wf: CompiledWorkflow, seed: number): Outcome {
     const verdict = oracle(wf, state, id);
     if (s.status === 'skipped' && skipReason.get(id) !== 'guard') {
       assert.equal(skipReason.get(id), verdict, `${id} skipped for ${skipReason.get(id) ?? '?'}, oracle says ${verdict}`);
-      assert.equal(s.attempt, 0);
+      assert.equal(familyAttempts(s), 0);
     } else {
       assert.equal(verdict, 'run', `${id} ran (${s.status}) but the oracle says ${verdict}`);
-      assert.ok(s.attempt >= 1, `${id} ${s.status} without an attempt`);
+      assert.ok(familyAttempts(s) >= 1, `${id} ${s.status} without an attempt`);
     }
     if (s.status === 'failed') {
       // A retryable failure only fails the step once its attempts are used up.
       const error = failError.get(id);
-      if (error?.retryable) assert.ok(s.attempt >= attemptLimit(step.retry, error), `${id} failed retryably at attempt ${s.attempt}`);
+      if (error?.retryable) assert.ok(familyAttempts(s) >= attemptLimit(step.retry, error), `${id} failed retryably at attempt ${s.attempt}`);
     }
   }
   return { events, cancelled, seen };
@@ -406,25 +491,47 @@ void it('random DAGs always run to a terminal state that matches the oracle', ()
   assert.deepEqual(kinds.filter((k) => !seen.has(k)), []);
 });
 
+void it('step mode and human retries: random DAGs still end terminal and match the oracle', () => {
+  const seen = new Set<string>();
+  let finished = 0;
+  fc.assert(
+    fc.property(genWorkflow, fc.nat(), fc.constantFrom<RunMode>('auto', 'step'), fc.integer({ min: 1, max: 4 }), (gen, seed, mode, retries) => {
+      const result = simulate(build(gen.steps, gen.failFast), seed, { mode, retries });
+      finished++;
+      for (const k of result.seen) seen.add(`${mode} ${k}`);
+    }),
+    { numRuns: 200, includeErrorInReport: true },
+  );
+  assert.ok(finished >= 200);
+  const kinds = ['step wait_step', 'step queue_step', 'step set_run_status:waiting', 'step set_run_status:running', 'step restart_step',
+    'step reset_step', 'step skip_step:branch', 'step finish_run:succeeded', 'step paused set_run_status:waiting', 'auto restart_step',
+    'auto reset_step', 'auto set_run_status:running', 'auto paused restart_step', 'auto retry blocked:failure', 'auto retry blocked:dependent', 'step retry blocked:failure'];
+  assert.deepEqual(kinds.filter((k) => !seen.has(k)), []);
+});
+
 void it('decide never mutates frozen inputs and is deterministic on arbitrary states', () => {
   const statuses: StepStatus[] = ['pending', 'queued', 'running', 'waiting', 'succeeded', 'failed', 'skipped', 'cancelled'];
   fc.assert(
     fc.property(
       fc.array(genStep, { minLength: 1, maxLength: 30 }),
-      fc.array(fc.record({ status: fc.constantFrom(...statuses), attempt: fc.nat({ max: 4 }), branch: fc.constantFrom<string | null | undefined>(undefined, null, 'good', 'bad') }), { minLength: 30, maxLength: 30 }),
+      fc.array(fc.record({ status: fc.constantFrom(...statuses), attempt: fc.nat({ max: 4 }), base: fc.nat({ max: 2 }), branch: fc.constantFrom<string | null | undefined>(undefined, null, 'good', 'bad') }), { minLength: 30, maxLength: 30 }),
       fc.constantFrom('queued', 'running', 'paused', 'waiting', 'succeeded', 'failed', 'cancelled') as fc.Arbitrary<RunState['status']>,
       fc.nat({ max: 40 }),
-      fc.nat({ max: 6 }),
+      fc.nat({ max: 8 }),
       fc.nat(),
-      (gen, stepStates, runStatus, target, kind, seed) => {
+      fc.constantFrom<RunMode | undefined>(undefined, 'auto', 'step'),
+      (gen, stepStates, runStatus, target, kind, seed, mode) => {
         const wf = deepFreeze(build(gen));
         const steps: Record<string, StepState> = {};
         wf.order.forEach((id, i) => {
           const g = stepStates[i];
           assert.ok(g);
-          steps[id] = g.branch === undefined ? { status: g.status, attempt: g.attempt } : { status: g.status, attempt: g.attempt, branch: g.branch };
+          const s: StepState = { status: g.status, attempt: g.attempt };
+          if (g.base > 0) s.attemptBase = Math.min(g.base, g.attempt);
+          if (g.branch !== undefined) s.branch = g.branch;
+          steps[id] = s;
         });
-        const state = deepFreeze({ status: runStatus, steps });
+        const state: RunState = deepFreeze(mode === undefined ? { status: runStatus, steps } : { status: runStatus, steps, mode });
         const copy = structuredClone(state);
         const id = wf.order[target] ?? 'missing';
         const event: SchedulerEvent = [
@@ -435,16 +542,21 @@ void it('decide never mutates frozen inputs and is deterministic on arbitrary st
           { type: 'lease_expired', stepId: id } as const,
           { type: 'run_paused' } as const,
           { type: target % 2 ? 'run_resumed' : 'run_cancelled' } as const,
+          { type: 'step_triggered', stepId: id } as const,
+          { type: 'step_retry_requested', stepId: id } as const,
         ][kind] ?? { type: 'run_started' };
         const a = decide(wf, state, event, mulberry32(seed));
         const b = decide(wf, state, event, mulberry32(seed));
         assert.deepEqual(a, b);
         assert.deepEqual(state, copy);
         assert.deepEqual(a.state, applyCommands(state, event, a.commands));
+        const reopened = new Set(a.commands.flatMap((c) => (c.type === 'restart_step' || c.type === 'reset_step' ? [c.stepId] : [])));
         for (const c of a.commands) {
-          if ('stepId' in c) assert.ok(!TERMINAL.has(stepOf(state, c.stepId).status));
+          if ('stepId' in c && !reopened.has(c.stepId)) assert.ok(!TERMINAL.has(stepOf(state, c.stepId).status));
         }
-        if (runStatus === 'succeeded' || runStatus === 'failed' || runStatus === 'cancelled') assert.deepEqual(a.commands, []);
+        if (reopened.size > 0) assert.equal(event.type, 'step_retry_requested');
+        const reopens = event.type === 'step_retry_requested' && runStatus === 'failed';
+        if ((runStatus === 'succeeded' || runStatus === 'failed' || runStatus === 'cancelled') && !reopens) assert.deepEqual(a.commands, []);
       },
     ),
     { numRuns: 300, includeErrorInReport: true },

@@ -1,11 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { computeBackoff, decide, initialState } from '../src/core/scheduler.ts';
-import type { EngineCommand } from '../src/core/scheduler.ts';
+import { computeBackoff, decide, initialState, planRetry } from '../src/core/scheduler.ts';
+import type { EngineCommand, RetryPlan } from '../src/core/scheduler.ts';
 import type { CompiledRetry, CompiledStep, CompiledWorkflow, Need } from '../src/core/compiled.ts';
 import type { StepDefinition, StepType, TriggerRule, WorkflowDefinition } from '../src/core/definition-schema.ts';
 import type { ErrorRecord } from '../src/core/errors.ts';
-import type { Random, RunState, RunStatus, SchedulerEvent, StepState, StepStatus } from '../src/core/scheduler-types.ts';
+import type { Random, RunMode, RunState, RunStatus, SchedulerEvent, StepState, StepStatus } from '../src/core/scheduler-types.ts';
 
 // ---------------------------------------------------------------------------------------
 // Helpers: a tiny stand-in for the compiler, a state DSL, and a command formatter.
@@ -65,20 +65,24 @@ function wfOf(spec: Record<string, StepSpec>): CompiledWorkflow {
   return { definition, steps, order, levels, roots: ids.filter((id) => needsOf(id).length === 0), outputRefs: [] };
 }
 
-/** `st(wf, {a: 'succeeded', b: 'running/2', route: 'succeeded@good'}, 'paused')`; unlisted steps are pending/0. */
-function st(wf: CompiledWorkflow, steps: Record<string, string>, run: RunStatus = 'running'): RunState {
+/**
+ * `st(wf, {a: 'succeeded', b: 'running/2', c: 'failed/4~3', route: 'succeeded@good'}, 'paused', 'step')`;
+ * unlisted steps are pending/0; `~n` is the attempt base. In step mode a 'waiting' step never ran (attempt 0).
+ */
+function st(wf: CompiledWorkflow, steps: Record<string, string>, run: RunStatus = 'running', mode?: RunMode): RunState {
   const out: Record<string, StepState> = {};
   for (const id of wf.order) {
     const text = steps[id] ?? 'pending';
-    const m = /^(\w+)(?:\/(\d+))?(?:@(\w*))?$/.exec(text);
+    const m = /^(\w+)(?:\/(\d+))?(?:~(\d+))?(?:@(\w*))?$/.exec(text);
     assert.ok(m, `bad step state ${text}`);
     const status = m[1] as StepStatus;
-    const ran = status === 'running' || status === 'succeeded' || status === 'failed' || status === 'waiting';
+    const ran = status === 'running' || status === 'succeeded' || status === 'failed' || (status === 'waiting' && mode !== 'step');
     const s: StepState = { status, attempt: m[2] !== undefined ? Number(m[2]) : ran ? 1 : 0 };
-    if (m[3] !== undefined) s.branch = m[3] === '' ? null : m[3];
+    if (m[3] !== undefined) s.attemptBase = Number(m[3]);
+    if (m[4] !== undefined) s.branch = m[4] === '' ? null : m[4];
     out[id] = s;
   }
-  return { status: run, steps: out };
+  return mode === undefined ? { status: run, steps: out } : { status: run, steps: out, mode };
 }
 
 function fmt(c: EngineCommand): string {
@@ -99,6 +103,12 @@ function fmt(c: EngineCommand): string {
       return `finish ${c.status}`;
     case 'set_run_status':
       return `status ${c.status}`;
+    case 'wait_step':
+      return `wait ${c.stepId}`;
+    case 'restart_step':
+      return `restart ${c.stepId} #${c.attempt}`;
+    case 'reset_step':
+      return `reset ${c.stepId} ${c.from}`;
   }
 }
 
@@ -116,7 +126,8 @@ function applyCommands(state: RunState, event: SchedulerEvent, commands: EngineC
   let status = state.status;
   const s = event.type === 'step_succeeded' && Object.hasOwn(steps, event.stepId) ? steps[event.stepId] : undefined;
   const live = status !== 'succeeded' && status !== 'failed' && status !== 'cancelled';
-  if (event.type === 'step_succeeded' && s && live && (s.status === 'running' || s.status === 'waiting')) {
+  const inFlight = (x: StepState) => x.status === 'running' || (x.status === 'waiting' && state.mode !== 'step');
+  if (event.type === 'step_succeeded' && s && live && inFlight(s)) {
     s.status = 'succeeded';
     if (event.branch !== undefined) s.branch = event.branch;
   }
@@ -131,9 +142,13 @@ function applyCommands(state: RunState, event: SchedulerEvent, commands: EngineC
     else if (c.type === 'skip_step') set(c.stepId, 'skipped');
     else if (c.type === 'fail_step') set(c.stepId, 'failed');
     else if (c.type === 'cancel_step') set(c.stepId, 'cancelled');
-    else status = c.status;
+    else if (c.type === 'wait_step') set(c.stepId, 'waiting');
+    else if (c.type === 'restart_step' || c.type === 'reset_step') {
+      set(c.stepId, c.type === 'restart_step' ? 'queued' : 'pending');
+      steps[c.stepId]!.attemptBase = steps[c.stepId]!.attempt;
+    } else status = c.status;
   }
-  return { status, steps };
+  return state.mode === undefined ? { status, steps } : { status, steps, mode: state.mode };
 }
 
 const half: Random = () => 0.5;
@@ -681,5 +696,285 @@ void describe('computeBackoff', () => {
     const state = st(wf, { a: 'running/1' });
     assert.deepEqual(run(wf, state, failed('a', ERR_R), () => 0).lines, ['retry a #1 500ms E_FLAKY']);
     assert.deepEqual(run(wf, state, failed('a', ERR_R), () => 0.5).lines, ['retry a #1 750ms E_FLAKY']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Step mode: a ready step waits for a human trigger; the run is 'waiting' while nothing is
+// queued or running and something waits.
+
+const trigger = (stepId: string): SchedulerEvent => ({ type: 'step_triggered', stepId });
+const retryReq = (stepId: string): SchedulerEvent => ({ type: 'step_retry_requested', stepId });
+const stepSt = (wf: CompiledWorkflow, steps: Record<string, string>, run: RunStatus = 'running') => st(wf, steps, run, 'step');
+
+table('step mode', [
+  { name: 'run_started: roots wait, the run waits', wf: chain, state: initialState(chain, 'step'), event: { type: 'run_started' }, expect: ['status waiting', 'wait a'] },
+  { name: 'a trigger queues the step and the run runs', wf: chain, state: stepSt(chain, { a: 'waiting' }, 'waiting'), event: trigger('a'), expect: ['status running', 'queue a'] },
+  { name: 'a step succeeding readies the next one, which waits', wf: chain, state: stepSt(chain, { a: 'running' }), event: ok('a'), expect: ['status waiting', 'wait b'] },
+  { name: 'the last step finishes the run', wf: chain, state: stepSt(chain, { a: 'succeeded', b: 'succeeded', c: 'running' }), event: ok('c'), expect: ['finish succeeded'] },
+  { name: 'diamond: both branches wait', wf: diamond, state: stepSt(diamond, { a: 'running' }), event: ok('a'), expect: ['status waiting', 'wait b', 'wait c'] },
+  { name: 'diamond: triggering one branch leaves the other waiting', wf: diamond, state: stepSt(diamond, { a: 'succeeded', b: 'waiting', c: 'waiting' }, 'waiting'), event: trigger('b'), expect: ['status running', 'queue b'] },
+  { name: 'diamond: the join is not ready while a branch waits; the run waits', wf: diamond, state: stepSt(diamond, { a: 'succeeded', b: 'running', c: 'waiting' }), event: ok('b'), expect: ['status waiting'] },
+  { name: 'diamond: a running branch keeps the run running', wf: diamond, state: stepSt(diamond, { a: 'succeeded', b: 'running', c: 'running' }), event: ok('b'), expect: [] },
+  { name: 'routing as in auto mode: the other branch is skipped, the picked ones wait', wf: routing, state: stepSt(routing, { route: 'running' }), event: ok('route', 'good'), expect: ['status waiting', 'skip bad branch', 'wait good', 'wait plain'] },
+  { name: 'a guard false skips and cascades as in auto mode; all_done waits', wf: longChain, state: stepSt(longChain, { a: 'running' }), event: guardFalse('a'), expect: ['status waiting', 'skip a guard', 'skip b upstream', 'skip c upstream', 'skip d upstream', 'skip e upstream', 'wait f'] },
+  { name: 'a policy retry is queued at once (the trigger admitted the step)', wf: retrying, state: stepSt(retrying, { a: 'running/1' }), event: failed('a', ERR_R), expect: ['retry a #1 1000ms E_FLAKY'] },
+  { name: 'on_error fail cancels waiting steps too', wf: diamond, state: stepSt(diamond, { a: 'succeeded', b: 'running', c: 'waiting' }), event: failed('b'), expect: ['fail b E_BROKEN', 'cancel c', 'cancel d', 'finish failed'] },
+  { name: 'pause a waiting run', wf: chain, state: stepSt(chain, { a: 'waiting' }, 'waiting'), event: { type: 'run_paused' }, expect: ['status paused'] },
+  { name: 'paused: a completion readies nothing', wf: chain, state: stepSt(chain, { a: 'running' }, 'paused'), event: ok('a'), expect: [] },
+  { name: 'resume: ready steps wait, the run waits', wf: chain, state: stepSt(chain, { a: 'succeeded' }, 'paused'), event: { type: 'run_resumed' }, expect: ['status waiting', 'wait b'] },
+  { name: 'resume: a held retry is queued, not made to wait', wf: pauseWf, state: stepSt(pauseWf, { a: 'pending/1', c: 'succeeded', z: 'succeeded', y: 'succeeded' }, 'paused'), event: { type: 'run_resumed' }, expect: ['status running', 'queue a', 'wait d'] },
+  { name: 'cancel cancels waiting steps', wf: chain, state: stepSt(chain, { a: 'waiting' }, 'waiting'), event: { type: 'run_cancelled' }, expect: ['cancel a', 'cancel b', 'cancel c', 'finish cancelled'] },
+]);
+
+void describe('step mode: what a trigger does not do', () => {
+  const cases: [string, RunState, SchedulerEvent][] = [
+    ['trigger a pending step', stepSt(chain, { a: 'running' }), trigger('b')],
+    ['trigger a queued step', stepSt(chain, { a: 'queued' }), trigger('a')],
+    ['trigger a running step', stepSt(chain, { a: 'running' }), trigger('a')],
+    ['trigger a succeeded step', stepSt(chain, { a: 'succeeded', b: 'waiting' }, 'waiting'), trigger('a')],
+    ['trigger while paused', stepSt(chain, { a: 'waiting' }, 'paused'), trigger('a')],
+    ['trigger in a finished run', stepSt(chain, { a: 'cancelled', b: 'cancelled', c: 'cancelled' }, 'cancelled'), trigger('a')],
+    ['trigger an unknown step', stepSt(chain, { a: 'waiting' }, 'waiting'), trigger('nope')],
+    ['trigger in auto mode (a waiting step there is in flight, not awaiting a trigger)', st(chain, { a: 'waiting' }), trigger('a')],
+    ['a waiting step has not started: its success is stale', stepSt(chain, { a: 'waiting' }, 'waiting'), ok('a')],
+    ['nor its failure', stepSt(chain, { a: 'waiting' }, 'waiting'), failed('a', ERR_R)],
+    ['nor its guard', stepSt(chain, { a: 'waiting' }, 'waiting'), guardFalse('a')],
+  ];
+  for (const [name, state, event] of cases) {
+    void it(name, () => {
+      const r = run(chain, state, event);
+      assert.deepEqual(r.lines, []);
+      assert.deepEqual(r.decision.state, state);
+    });
+  }
+});
+
+void describe('step mode: a 3-step chain, trigger by trigger', () => {
+  void it('goes waiting → running → waiting … → succeeded', () => {
+    let state = initialState(chain, 'step');
+    const statuses: RunStatus[] = [];
+    const step = (event: SchedulerEvent): string[] => {
+      const r = run(chain, state, event);
+      state = r.decision.state;
+      statuses.push(state.status);
+      return r.lines;
+    };
+    const claim = (id: string): void => {
+      const s = state.steps[id]!;
+      assert.equal(s.status, 'queued');
+      state = { ...state, steps: { ...state.steps, [id]: { ...s, status: 'running', attempt: s.attempt + 1 } } };
+    };
+    assert.deepEqual(step({ type: 'run_started' }), ['status waiting', 'wait a']);
+    assert.deepEqual(step(trigger('a')), ['status running', 'queue a']);
+    claim('a');
+    assert.deepEqual(step(ok('a')), ['status waiting', 'wait b']);
+    assert.deepEqual(step(trigger('b')), ['status running', 'queue b']);
+    claim('b');
+    assert.deepEqual(step(ok('b')), ['status waiting', 'wait c']);
+    assert.deepEqual(step(trigger('c')), ['status running', 'queue c']);
+    claim('c');
+    assert.deepEqual(step(ok('c')), ['finish succeeded']);
+    assert.deepEqual(statuses, ['waiting', 'running', 'waiting', 'running', 'waiting', 'running', 'succeeded']);
+    assert.equal(state.mode, 'step');
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Retry of a failed step (step_retry_requested)
+
+const continueChain = wfOf({ a: { onError: 'continue' }, b: { needs: ['a'] }, c: { needs: ['b'] }, d: { needs: ['a'], trigger: 'all_done' }, x: {} });
+const sibling = wfOf({ a: {}, p: {}, b: { needs: ['a'] } });
+const guarded = wfOf({ a: { onError: 'continue' }, g: { needs: ['a'], trigger: 'all_done' }, h: { needs: ['g'] }, k: { needs: ['a'] }, x: {} });
+const routeFails = wfOf({ route: { onError: 'continue', type: 'condition' }, good: { needs: ['route.good'] }, bad: { needs: ['route.bad'] }, x: {} });
+
+table('step_retry_requested', [
+  {
+    name: 'fail-fast failure: the run re-opens, the step restarts, what its failure cancelled is reset',
+    wf: chain,
+    state: st(chain, { a: 'failed', b: 'cancelled', c: 'cancelled' }, 'failed'),
+    event: retryReq('a'),
+    expect: ['status running', 'restart a #1', 'reset b cancelled', 'reset c cancelled'],
+  },
+  {
+    name: 'a sibling cancelled mid-run is reset and, its needs being met, queued again',
+    wf: sibling,
+    state: st(sibling, { a: 'failed/2', p: 'cancelled/1', b: 'cancelled' }, 'failed'),
+    event: retryReq('a'),
+    expect: ['status running', 'restart a #2', 'reset p cancelled', 'queue p', 'reset b cancelled'],
+  },
+  {
+    name: 'step mode: the retried step is queued at once, a reset sibling waits for its trigger',
+    wf: sibling,
+    state: stepSt(sibling, { a: 'failed/2', p: 'cancelled/1', b: 'cancelled' }, 'failed'),
+    event: retryReq('a'),
+    expect: ['status running', 'restart a #2', 'reset p cancelled', 'wait p', 'reset b cancelled'],
+  },
+  {
+    name: 'on_error continue: upstream skips below are reset; all_done steps that ran stay',
+    wf: continueChain,
+    state: st(continueChain, { a: 'failed', b: 'skipped', c: 'skipped', d: 'succeeded', x: 'running' }),
+    event: retryReq('a'),
+    expect: ['restart a #1', 'reset b skipped', 'reset c skipped'],
+  },
+  {
+    name: 'a guard skip (the step ran) is not reset, nor what it skipped',
+    wf: guarded,
+    state: st(guarded, { a: 'failed', g: 'skipped/1', h: 'skipped', k: 'skipped', x: 'running' }),
+    event: retryReq('a'),
+    expect: ['restart a #1', 'reset k skipped'],
+  },
+  {
+    name: 'a failed condition step: its branches are reset (they were skipped upstream)',
+    wf: routeFails,
+    state: st(routeFails, { route: 'failed', good: 'skipped', bad: 'skipped', x: 'running' }),
+    event: retryReq('route'),
+    expect: ['restart route #1', 'reset bad skipped', 'reset good skipped'],
+  },
+  {
+    name: 'a waiting run (step mode) runs again',
+    wf: continueChain,
+    state: stepSt(continueChain, { a: 'failed', b: 'skipped', c: 'skipped', d: 'waiting', x: 'waiting' }, 'waiting'),
+    event: retryReq('a'),
+    expect: ['status running', 'restart a #1', 'reset b skipped', 'reset d waiting', 'reset c skipped'],
+  },
+  {
+    name: 'paused: the step is queued (not claimable until resume), the run stays paused',
+    wf: continueChain,
+    state: st(continueChain, { a: 'failed', b: 'skipped', c: 'skipped', d: 'succeeded', x: 'running' }, 'paused'),
+    event: retryReq('a'),
+    expect: ['restart a #1', 'reset b skipped', 'reset c skipped'],
+  },
+  {
+    name: 'a run failed by outputs (no fail-fast failure): any failed step re-opens it',
+    wf: wfOf({ a: { onError: 'continue' }, b: { needs: ['a'] }, f: {} }),
+    state: st(wfOf({ a: { onError: 'continue' }, b: { needs: ['a'] }, f: {} }), { a: 'failed', b: 'skipped', f: 'succeeded' }, 'failed'),
+    event: retryReq('a'),
+    expect: ['status running', 'restart a #1', 'reset b skipped'],
+  },
+]);
+
+void describe('step_retry_requested: blocked (planRetry says why; the scheduler does nothing)', () => {
+  const cases: [string, CompiledWorkflow, RunState, string, RetryPlan['blockedBy']][] = [
+    [
+      'another step failed fast: retry that one first',
+      wfOf({ a: { onError: 'continue' }, b: { needs: ['a'] }, f: {} }),
+      st(wfOf({ a: { onError: 'continue' }, b: { needs: ['a'] }, f: {} }), { a: 'failed', b: 'skipped', f: 'failed' }, 'failed'),
+      'a',
+      { stepId: 'f', status: 'failed', relation: 'failure', of: 'a' },
+    ],
+    [
+      'an all_done dependent that ran on the failure is still running',
+      continueChain,
+      st(continueChain, { a: 'failed', b: 'skipped', c: 'skipped', d: 'running', x: 'running' }),
+      'a',
+      { stepId: 'd', status: 'running', relation: 'dependent', of: 'a' },
+    ],
+    [
+      'an all_done dependent is queued',
+      continueChain,
+      st(continueChain, { a: 'failed', b: 'skipped', c: 'skipped', d: 'queued', x: 'running' }),
+      'a',
+      { stepId: 'd', status: 'queued', relation: 'dependent', of: 'a' },
+    ],
+    [
+      'an all_done dependent is a held retry (paused)',
+      continueChain,
+      st(continueChain, { a: 'failed', b: 'skipped', c: 'skipped', d: 'pending/1', x: 'running' }, 'paused'),
+      'a',
+      { stepId: 'd', status: 'pending', relation: 'dependent', of: 'a' },
+    ],
+    [
+      'a need was re-opened by an earlier retry and is not finished',
+      wfOf({ a: { onError: 'continue' }, b: { needs: ['a'] }, c: { needs: ['b'], trigger: 'all_done', onError: 'continue' }, x: {} }),
+      st(wfOf({ a: { onError: 'continue' }, b: { needs: ['a'] }, c: { needs: ['b'], trigger: 'all_done', onError: 'continue' }, x: {} }), { a: 'running/2~1', b: 'pending', c: 'failed', x: 'running' }),
+      'c',
+      { stepId: 'b', status: 'pending', relation: 'need', of: 'c' },
+    ],
+  ];
+  for (const [name, wf, state, stepId, blockedBy] of cases) {
+    void it(name, () => {
+      assert.deepEqual(planRetry(wf, state, stepId).blockedBy, blockedBy);
+      const r = run(wf, state, retryReq(stepId));
+      assert.deepEqual(r.lines, []);
+      assert.deepEqual(r.decision.state, state);
+    });
+  }
+  void it('step mode: a waiting dependent does not block; it is reset and decided again later', () => {
+    const state = stepSt(continueChain, { a: 'failed', b: 'skipped', c: 'skipped', d: 'waiting', x: 'running' });
+    assert.equal(planRetry(continueChain, state, 'a').blockedBy, undefined);
+    assert.deepEqual(run(continueChain, state, retryReq('a')).lines, ['restart a #1', 'reset b skipped', 'reset d waiting', 'reset c skipped']);
+  });
+});
+
+void describe('step_retry_requested: refused (no commands, state unchanged)', () => {
+  const cases: [string, CompiledWorkflow, RunState, SchedulerEvent][] = [
+    ['a succeeded step', chain, st(chain, { a: 'succeeded', b: 'running' }), retryReq('a')],
+    ['a running step', chain, st(chain, { a: 'running' }), retryReq('a')],
+    ['a skipped step', continueChain, st(continueChain, { a: 'failed', b: 'skipped', x: 'running' }), retryReq('b')],
+    ['a cancelled step', chain, st(chain, { a: 'failed', b: 'cancelled', c: 'cancelled' }, 'failed'), retryReq('b')],
+    ['in a cancelled run', chain, st(chain, { a: 'failed', b: 'cancelled', c: 'cancelled' }, 'cancelled'), retryReq('a')],
+    ['in a succeeded run', continueChain, st(continueChain, { a: 'failed', b: 'skipped', c: 'skipped', d: 'succeeded', x: 'succeeded' }, 'succeeded'), retryReq('a')],
+    ['an unknown step', chain, st(chain, { a: 'failed', b: 'cancelled', c: 'cancelled' }, 'failed'), retryReq('constructor')],
+  ];
+  for (const [name, wf, state, event] of cases) {
+    void it(name, () => {
+      const r = run(wf, state, event);
+      assert.deepEqual(r.lines, []);
+      assert.deepEqual(r.decision.state, state);
+    });
+  }
+});
+
+void describe('step_retry_requested: sequences', () => {
+  void it('a new attempt family: the whole retry budget again, backoff from the start, attempt monotonic', () => {
+    const wf = wfOf({ a: { retry: { maxAttempts: 2 } }, b: { needs: ['a'] } });
+    let state = st(wf, { a: 'running/2' });
+    const step = (event: SchedulerEvent): string[] => {
+      const r = run(wf, state, event);
+      state = r.decision.state;
+      return r.lines;
+    };
+    const claim = (id: string): void => {
+      const s = state.steps[id]!;
+      assert.equal(s.status, 'queued');
+      state = { ...state, steps: { ...state.steps, [id]: { ...s, status: 'running', attempt: s.attempt + 1 } } };
+    };
+    assert.deepEqual(step(failed('a', ERR_R)), ['fail a E_FLAKY', 'cancel b', 'finish failed']);
+    assert.deepEqual(step(retryReq('a')), ['status running', 'restart a #2', 'reset b cancelled']);
+    assert.deepEqual(state.steps.a, { status: 'queued', attempt: 2, attemptBase: 2 });
+    claim('a');
+    assert.deepEqual(step(failed('a', ERR_R)), ['retry a #3 1000ms E_FLAKY'], 'family attempt 1 of 2: retried with the first backoff');
+    claim('a');
+    assert.deepEqual(step(lease('a')), ['retry a #4 2000ms WEFT_LEASE_LOST'], 'the crash allowance counts from the family too');
+    claim('a');
+    assert.deepEqual(step(ok('a')), ['queue b']);
+    claim('b');
+    assert.deepEqual(step(ok('b')), ['finish succeeded']);
+    assert.equal(state.steps.a?.attempt, 5);
+  });
+
+  void it('a retried condition step routes afresh: the other branch is skipped (branch), the picked one runs', () => {
+    let state = st(routeFails, { route: 'failed', good: 'skipped', bad: 'skipped', x: 'succeeded' }, 'succeeded');
+    assert.deepEqual(run(routeFails, state, retryReq('route')).lines, [], 'a succeeded run (on_error continue) stays finished');
+    state = st(routeFails, { route: 'failed', good: 'skipped', bad: 'skipped', x: 'running' });
+    const r1 = run(routeFails, state, retryReq('route'));
+    state = { ...r1.decision.state, steps: { ...r1.decision.state.steps, route: { status: 'running', attempt: 2, attemptBase: 1 } } };
+    assert.deepEqual(run(routeFails, state, ok('route', 'good')).lines, ['skip bad branch', 'queue good']);
+  });
+
+  void it('a second retry request for the same step is stale', () => {
+    const first = run(chain, st(chain, { a: 'failed', b: 'cancelled', c: 'cancelled' }, 'failed'), retryReq('a'));
+    assert.deepEqual(run(chain, first.decision.state, retryReq('a')).lines, []);
+  });
+
+  void it('a reset step is decided afresh even if it had run before (its family starts over)', () => {
+    // Step mode: d was triggered and running when f's fail-fast failure cancelled it. Retrying f
+    // resets d, which must wait for a new trigger — not be queued as if it were a held retry.
+    const wf = wfOf({ a: {}, d: { needs: ['a'] }, f: {} });
+    const state = stepSt(wf, { a: 'succeeded', d: 'cancelled/1', f: 'failed' }, 'failed');
+    const r = run(wf, state, retryReq('f'));
+    assert.deepEqual(r.lines, ['status running', 'restart f #1', 'reset d cancelled', 'wait d']);
+    assert.deepEqual(r.decision.state.steps.d, { status: 'waiting', attempt: 1, attemptBase: 1 });
   });
 });

@@ -7,14 +7,22 @@ import type { ErrorRecord } from './errors.ts';
 
 export type RunStatus = 'queued' | 'running' | 'paused' | 'waiting' | 'succeeded' | 'failed' | 'cancelled';
 export type StepStatus = 'pending' | 'queued' | 'running' | 'waiting' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
+/** auto: a ready step is queued at once; step: a ready step waits for a human trigger. */
+export type RunMode = 'auto' | 'step';
 
 export const TERMINAL_STEP: ReadonlySet<StepStatus> = new Set(['succeeded', 'failed', 'skipped', 'cancelled']);
 export const TERMINAL_RUN: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'cancelled']);
 
 export interface StepState {
   status: StepStatus;
-  /** Attempts started so far (0 before the first claim). */
+  /** Attempts started so far (0 before the first claim). Never decreases: it fences workers. */
   attempt: number;
+  /**
+   * `attempt` when the current attempt family began (absent = 0). A human retry, or a reset of
+   * a step the retry re-opens, starts a new family: the retry policy counts `attempt −
+   * attemptBase`, so the step gets its whole budget again while `attempt` stays monotonic.
+   */
+  attemptBase?: number;
   /** For a succeeded condition step: the branch it picked. */
   branch?: string | null;
 }
@@ -22,6 +30,8 @@ export interface StepState {
 export interface RunState {
   status: RunStatus;
   steps: Record<string, StepState>;
+  /** Absent = 'auto'. */
+  mode?: RunMode;
 }
 
 export type SchedulerEvent =
@@ -37,7 +47,11 @@ export type SchedulerEvent =
   | { type: 'lease_expired'; stepId: string }
   | { type: 'run_cancelled' }
   | { type: 'run_paused' }
-  | { type: 'run_resumed' };
+  | { type: 'run_resumed' }
+  /** Step mode: a human started a step that was waiting for its trigger. */
+  | { type: 'step_triggered'; stepId: string }
+  /** A human asked to run a failed step again (also valid in a run that failed). */
+  | { type: 'step_retry_requested'; stepId: string };
 
 export type SchedulerCommand =
   /** Make a step claimable now. */
@@ -48,8 +62,20 @@ export type SchedulerCommand =
   | { type: 'fail_step'; stepId: string; error: ErrorRecord }
   /** Abort a running step or withdraw a pending/queued one. */
   | { type: 'cancel_step'; stepId: string }
+  /** Step mode: a ready (pending) step waits for a human trigger instead of being queued. */
+  | { type: 'wait_step'; stepId: string }
+  /**
+   * A failed step starts a new attempt family (`attemptBase` := `attempt`) and is queued at once
+   * (a human asked for it: no trigger needed, and no backoff). `attempt` is the step's current one.
+   */
+  | { type: 'restart_step'; stepId: string; attempt: number }
+  /**
+   * A skipped, cancelled or (step mode) waiting step goes back to pending and starts a new
+   * attempt family; it is then decided again (possibly by a later command of the same decision).
+   */
+  | { type: 'reset_step'; stepId: string; from: 'skipped' | 'cancelled' | 'waiting'; attempt: number }
   | { type: 'finish_run'; status: 'succeeded' | 'failed' | 'cancelled'; error?: ErrorRecord }
-  | { type: 'set_run_status'; status: 'running' | 'paused' };
+  | { type: 'set_run_status'; status: 'running' | 'paused' | 'waiting' };
 
 export interface Decision {
   state: RunState;

@@ -7,13 +7,14 @@
 import type { CompiledWorkflow } from '../core/compiled.ts';
 import { WeftError, toErrorRecord, type ErrorRecord } from '../core/errors.ts';
 import { evaluateExpression } from '../core/expressions.ts';
-import { decide, type EngineCommand } from '../core/scheduler.ts';
-import type { Random, RunStatus, SchedulerCommand, SchedulerEvent } from '../core/scheduler-types.ts';
+import { decide, type SchedulerDecision } from '../core/scheduler.ts';
+import type { Random, RunState, RunStatus, SchedulerCommand, SchedulerEvent } from '../core/scheduler-types.ts';
 import type { Queryable } from '../store/db.ts';
 import type { NewEvent } from '../store/events.ts';
-import { finishRun, loadRunScope, lockRun, setRunStatus, type UsageDelta } from '../store/runs.ts';
+import { finishRun, loadRunScope, lockRun, setRunStatus, type LockedRun, type UsageDelta } from '../store/runs.ts';
 import {
-  failStep, holdStep, loadStepStates, scheduleRetry, writeDecision, type ClaimedStep, type StepStates,
+  failStep, holdStep, loadStepStates, reopenSteps, scheduleRetry, waitSteps, writeDecision,
+  type ClaimedStep, type ReopenedStep, type StepStates,
 } from '../store/step-runs.ts';
 import type { VersionCache } from './version-cache.ts';
 
@@ -29,15 +30,18 @@ export interface AdvanceRequest {
   usage?: UsageDelta;
   /**
    * Runs under the run lock before deciding and returns the run's step states (a fenced write
-   * reads them in the same statement); undefined aborts with WEFT_LEASE_LOST.
+   * reads them in the same statement); undefined aborts with WEFT_LEASE_LOST. It may also throw
+   * (e.g. WEFT_CONFLICT) to refuse a request the locked state does not allow.
    */
-  fence?: (tx: Queryable) => Promise<StepStates | undefined>;
+  fence?: (tx: Queryable, run: LockedRun) => Promise<StepStates | undefined>;
+  /** Sees the decision (and what it was decided from) before anything of it is written; throws to roll back. */
+  check?: (decision: SchedulerDecision, wf: CompiledWorkflow, state: RunState) => void;
   /** Events to record before the decision's own (e.g. the attempt's outcome). */
   events?: NewEvent[];
   /** Run statuses this request is valid in; others answer WEFT_CONFLICT. */
   allowedFrom?: readonly RunStatus[];
-  /** Claim one step the decision makes ready for this worker instead of queueing it. */
-  claimFor?: { workerId: string; leaseUntil: Date };
+  /** Claim one step the decision makes ready for this worker instead of queueing it (only when the run ends up running). */
+  claimFor?: { workerId: string; leaseUntil: Date } | undefined;
 }
 
 export interface AdvanceResult {
@@ -56,11 +60,13 @@ export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequ
       details: { status: locked.status },
     });
   }
-  const steps = req.fence ? await req.fence(tx) : await loadStepStates(tx, req.runId);
+  const steps = req.fence ? await req.fence(tx, locked) : await loadStepStates(tx, req.runId);
   if (!steps) throw new WeftError('WEFT_LEASE_LOST', `step attempt no longer holds its lease (run ${req.runId})`);
   const wf = await deps.versions.get(tx, locked.versionId);
-  const decision = decide(wf, { status: locked.status, steps }, req.event, deps.random);
-  const result = await applyCommands(tx, wf, req, decision.commands, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
+  const state: RunState = locked.mode === 'step' ? { status: locked.status, steps, mode: locked.mode } : { status: locked.status, steps };
+  const decision = decide(wf, state, req.event, deps.random);
+  req.check?.(decision, wf, state);
+  const result = await applyCommands(tx, wf, req, decision, locked.status, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
   const retried = decision.commands.some((c) => c.type === 'retry_step' || c.type === 'hold_step');
   return { status: decision.state.status, retried, ...result };
 }
@@ -70,7 +76,8 @@ async function applyCommands(
   tx: Queryable,
   wf: CompiledWorkflow,
   req: AdvanceRequest,
-  commands: readonly EngineCommand[],
+  decision: SchedulerDecision,
+  statusBefore: RunStatus,
   nextAttempt: (stepId: string) => number,
 ): Promise<{ finished: boolean; claimed: ClaimedStep | undefined }> {
   const { runId, at } = req;
@@ -78,12 +85,27 @@ async function applyCommands(
   const queue: string[] = [];
   const skips: { stepId: string; reason: string }[] = [];
   const cancels: string[] = [];
+  const waits: string[] = [];
+  const reopened: ReopenedStep[] = [];
   let finish: Extract<SchedulerCommand, { type: 'finish_run' }> | undefined;
 
-  for (const cmd of commands) {
+  for (const cmd of decision.commands) {
     switch (cmd.type) {
       case 'queue_step':
         queue.push(cmd.stepId);
+        break;
+      case 'wait_step':
+        waits.push(cmd.stepId);
+        events.push(stepEvent(cmd.stepId, 'step_waiting', null, {}));
+        break;
+      case 'restart_step':
+        // Re-opened below, then queued (or claimed) like any ready step.
+        reopened.push({ stepId: cmd.stepId, from: 'failed', attempt: cmd.attempt });
+        queue.push(cmd.stepId);
+        break;
+      case 'reset_step':
+        reopened.push({ stepId: cmd.stepId, from: cmd.from, attempt: cmd.attempt });
+        events.push(stepEvent(cmd.stepId, 'step_reset', null, { from: cmd.from }));
         break;
       case 'retry_step': {
         const availableAt = new Date(at.getTime() + cmd.delayMs);
@@ -111,8 +133,8 @@ async function applyCommands(
         events.push(stepEvent(cmd.stepId, 'step_cancelled', null, {}));
         break;
       case 'set_run_status':
-        await setRunStatus(tx, runId, cmd.status, at);
-        events.push(runEvent(cmd.status === 'paused' ? 'run_paused' : 'run_resumed', {}));
+        await setRunStatus(tx, runId, statusBefore, cmd.status, at);
+        events.push(runStatusEvent(statusBefore, cmd.status));
         break;
       case 'finish_run':
         finish = cmd;
@@ -122,9 +144,12 @@ async function applyCommands(
     }
   }
 
+  // Re-opened steps first: a later command of this decision may queue, wait or skip them.
+  if (reopened.length > 0) await reopenSteps(tx, runId, reopened);
+  if (waits.length > 0) await waitSteps(tx, runId, waits);
   // One successor made ready here is claimed by the completing worker (no queue hop); the
-  // rest are queued for anyone.
-  const claimId = req.claimFor && queue.length > 0 ? queue.shift() : undefined;
+  // rest are queued for anyone. Not in a paused run (a retry queues there; nothing runs).
+  const claimId = req.claimFor && queue.length > 0 && decision.state.status === 'running' ? queue.shift() : undefined;
   if (claimId !== undefined) events.push(stepEvent(claimId, 'step_started', nextAttempt(claimId), { worker: req.claimFor!.workerId }));
   for (const stepId of queue) events.push(stepEvent(stepId, 'step_queued', null, {}));
   if (finish) await finishWithOutputs(tx, wf, runId, finish, at, events);
@@ -180,6 +205,13 @@ function stepEvent(stepId: string, type: NewEvent['type'], attempt: number | nul
 
 function runEvent(type: NewEvent['type'], data: Record<string, unknown>): NewEvent {
   return { stepId: null, type, attempt: null, data };
+}
+
+/** paused → run_paused; out of paused → run_resumed; → waiting: run_waiting; → running otherwise (a trigger, a retry re-opening a failed run): run_running. */
+function runStatusEvent(from: RunStatus, to: RunStatus): NewEvent {
+  if (to === 'paused') return runEvent('run_paused', {});
+  if (from === 'paused') return runEvent('run_resumed', to === 'running' ? {} : { status: to });
+  return runEvent(to === 'waiting' ? 'run_waiting' : 'run_running', { from });
 }
 
 function assertNever(value: never): never {

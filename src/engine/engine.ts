@@ -9,15 +9,15 @@ import { compileDefinition } from '../core/compiler.ts';
 import type { CompiledWorkflow } from '../core/compiled.ts';
 import { WeftError } from '../core/errors.ts';
 import { checkLaunchInputs } from '../core/inputs.ts';
-import { decide, initialState } from '../core/scheduler.ts';
-import { TERMINAL_RUN, type Random, type RunStatus, type SchedulerEvent } from '../core/scheduler-types.ts';
-import { transactionWithRetry, type Db } from '../store/db.ts';
+import { decide, initialState, planRetry, type RetryPlan } from '../core/scheduler.ts';
+import { TERMINAL_RUN, type Random, type RunMode, type RunStatus, type SchedulerEvent, type StepState } from '../core/scheduler-types.ts';
+import { transactionWithRetry, type Db, type Queryable } from '../store/db.ts';
 import { listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
-import { findRunByIdempotencyKey, getRun, getRunStatus, insertRun, type RunRow, type StepRunRow } from '../store/runs.ts';
-import { insertStepRuns, writeDecision } from '../store/step-runs.ts';
+import { findRunByIdempotencyKey, getRun, getRunStatus, insertRun, type LockedRun, type RunRow, type StepRunRow } from '../store/runs.ts';
+import { insertStepRuns, loadStepStates, setStepOverrides, waitSteps, writeDecision, type StepStates } from '../store/step-runs.ts';
 import { ensureVersion, findWorkflowByName, insertWorkflow, lockWorkflow } from '../store/workflows.ts';
 import type { StepSettings } from '../steps/types.ts';
-import { advance } from './advance.ts';
+import { advance, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { VersionCache } from './version-cache.ts';
@@ -45,7 +45,24 @@ export interface StartRunRequest {
   ownerId?: string;
   /** A second start with the same key (per owner) returns the first run instead. */
   idempotencyKey?: string;
+  /** 'step': every step that becomes ready waits for `triggerStep`. Default 'auto'. */
+  mode?: RunMode;
 }
+
+export interface TriggerStepOptions {
+  /** Replaces the step's prompt (agent and image steps) for the attempts this trigger starts. */
+  prompt?: string;
+  /** When given, the run must be this owner's (else WEFT_NOT_FOUND); recorded as who triggered. */
+  ownerId?: string;
+}
+
+export interface RetryStepOptions {
+  /** When given, the run must be this owner's (else WEFT_NOT_FOUND); recorded as who retried. */
+  ownerId?: string;
+}
+
+/** Run statuses in which a failed step may be retried (a cancelled run stays cancelled). */
+const RETRY_FROM: readonly RunStatus[] = ['failed', 'running', 'waiting', 'paused'];
 
 export const LOCAL_OWNER = 'local';
 
@@ -109,6 +126,8 @@ export class Engine {
    */
   async startRun(request: StartRunRequest): Promise<string> {
     const ownerId = request.ownerId ?? LOCAL_OWNER;
+    const mode = request.mode ?? 'auto';
+    if (mode !== 'auto' && mode !== 'step') throw new WeftError('WEFT_INVALID_INPUTS', `mode must be 'auto' or 'step', not ${JSON.stringify(mode)}`);
     const wf = await this.versions.get(this.db, request.versionId);
     const inputs = checkLaunchInputs(wf, request.inputs ?? {});
     const runId = randomUUID();
@@ -120,21 +139,27 @@ export class Engine {
         const existing = await findRunByIdempotencyKey(tx, ownerId, request.idempotencyKey);
         if (existing) return { runId: existing, claimed: undefined };
       }
+      const { state, commands } = decide(wf, initialState(wf, mode), { type: 'run_started' }, this.random);
+      const status = state.status === 'waiting' ? 'waiting' : 'running';
       await insertRun(tx, {
-        id: runId, versionId: request.versionId, ownerId, inputs,
+        id: runId, versionId: request.versionId, ownerId, inputs, mode, status,
         context: wf.definition.context ?? {}, stepsTotal: wf.order.length, idempotencyKey: request.idempotencyKey ?? null, at,
       });
       // Every step starts pending; the roots are then queued (or one claimed for this process's
-      // worker) by the same one-statement write that carries out any other decision.
+      // worker) by the same one-statement write that carries out any other decision. In step
+      // mode they wait for a trigger instead (one more statement).
       await insertStepRuns(tx, runId, wf.order.map((id) => ({ stepId: id, refs: wf.steps[id]!.refs })));
-      const { commands } = decide(wf, initialState(wf), { type: 'run_started' }, this.random);
       const queued = commands.flatMap((c) => (c.type === 'queue_step' ? [c.stepId] : []));
+      const waits = commands.flatMap((c) => (c.type === 'wait_step' ? [c.stepId] : []));
+      if (waits.length > 0) await waitSteps(tx, runId, waits);
       const claimId = worker ? queued[0] : undefined;
       const queue = queued.filter((id) => id !== claimId);
       const events: NewEvent[] = [
-        { stepId: null, type: 'run_created', attempt: null, data: { version_id: request.versionId } },
+        { stepId: null, type: 'run_created', attempt: null, data: mode === 'step' ? { version_id: request.versionId, mode } : { version_id: request.versionId } },
         ...(claimId === undefined ? [] : [{ stepId: claimId, type: 'step_started' as const, attempt: 1, data: { worker: worker!.id } }]),
         ...queue.map((stepId) => ({ stepId, type: 'step_queued' as const, attempt: null, data: {} })),
+        ...waits.map((stepId) => ({ stepId, type: 'step_waiting' as const, attempt: null, data: {} })),
+        ...(status === 'waiting' ? [{ stepId: null, type: 'run_waiting' as const, attempt: null, data: { from: 'created' } }] : []),
       ];
       const claimed = await writeDecision(tx, {
         runId, at, events, queue, skips: [], cancels: [],
@@ -156,6 +181,119 @@ export class Engine {
 
   resumeRun(runId: string): Promise<RunStatus> {
     return this.control(runId, { type: 'run_resumed' }, ['paused']);
+  }
+
+  /**
+   * Step mode: starts a step that is waiting for its trigger — queued, or claimed at once by
+   * this process's worker when it has a free slot — optionally with another prompt, which the
+   * agent and image executors use instead of the definition's for this step run (it is a
+   * template like the definition's, and it stays with the step for its automatic and human
+   * retries until a new trigger). One transaction under the run lock.
+   *
+   * WEFT_NOT_FOUND: unknown run or step (or another owner's run, when `ownerId` is given).
+   * WEFT_CONFLICT: the step is not waiting (its status is named: in auto mode nothing waits),
+   * or the run is paused (resume it first) or finished.
+   */
+  async triggerStep(runId: string, stepId: string, options: TriggerStepOptions = {}): Promise<RunStatus> {
+    const { prompt, ownerId } = options;
+    if (prompt !== undefined && typeof prompt !== 'string') throw new WeftError('WEFT_INVALID_INPUTS', 'prompt must be a string');
+    const data: Record<string, unknown> = { prompt_override: prompt !== undefined };
+    if (prompt !== undefined) data['prompt'] = prompt;
+    if (ownerId !== undefined) data['by'] = ownerId;
+    return this.controlStep({
+      runId, at: new Date(this.clock.now()),
+      event: { type: 'step_triggered', stepId },
+      events: [{ stepId, type: 'step_triggered', attempt: null, data }],
+      fence: async (tx, run) => {
+        const { steps, step } = await this.lockedStep(tx, run, runId, stepId, ownerId);
+        if (step.status !== 'waiting') {
+          throw conflict(`step "${stepId}" of run ${runId} is ${step.status}: only a step waiting for its trigger can be triggered`, step.status, run.status);
+        }
+        if (run.mode !== 'step') throw conflict(`run ${runId} runs in auto mode: its steps start by themselves`, step.status, run.status);
+        if (run.status !== 'running' && run.status !== 'waiting') {
+          throw conflict(`run ${runId} is ${run.status}: a step can be triggered only while the run is running or waiting`, step.status, run.status);
+        }
+        if (!(await setStepOverrides(tx, runId, stepId, prompt === undefined ? null : { prompt }))) {
+          throw new WeftError('WEFT_INTERNAL', `step "${stepId}" of run ${runId} stopped waiting under the run lock`);
+        }
+        return steps;
+      },
+      check: (d) => expectCommand(d.commands, 'queue_step', runId, stepId),
+    });
+  }
+
+  /**
+   * Runs a failed step again, with its whole retry budget (a new attempt family: `attempt`
+   * keeps counting, `attempt_base` marks where the family began, and the idempotency key
+   * changes, see worker.ts). The steps it re-opens go back to pending and are decided again:
+   * those downstream of it that were skipped without running, cancelled, or (step mode) are
+   * waiting for a trigger, and — when its failure failed the run (on_error fail) — every step
+   * that failure cancelled. Dependents that already ran on the failure (all_done) stay. A failed run
+   * becomes running again (outputs, error and finished_at cleared). The step is queued at
+   * once, even in step mode (the retry is its trigger), and in a paused run waits for resume.
+   * One transaction under the run lock, fenced on the statuses the scheduler saw.
+   *
+   * WEFT_NOT_FOUND: unknown run or step (or another owner's run, when `ownerId` is given).
+   * WEFT_CONFLICT: the step is not failed (its status is named), the run is succeeded or
+   * cancelled, or the retry has to wait (`details.blocked_by` names the step in the way):
+   * another step's fail-fast failure failed the run (retry that one first), a step it needs is
+   * not finished, or a step that needs it already started on its failure (an all_done step).
+   */
+  async retryStep(runId: string, stepId: string, options: RetryStepOptions = {}): Promise<RunStatus> {
+    const { ownerId } = options;
+    const events: NewEvent[] = [];
+    return this.controlStep({
+      runId, at: new Date(this.clock.now()),
+      event: { type: 'step_retry_requested', stepId },
+      events,
+      fence: async (tx, run) => {
+        const { steps, step } = await this.lockedStep(tx, run, runId, stepId, ownerId);
+        if (!RETRY_FROM.includes(run.status)) {
+          throw conflict(`run ${runId} is ${run.status}: a step can be retried only while the run is ${RETRY_FROM.join(', ')}`, step.status, run.status);
+        }
+        if (step.status !== 'failed') {
+          throw conflict(`step "${stepId}" of run ${runId} is ${step.status}: only a failed step can be retried`, step.status, run.status);
+        }
+        const data: Record<string, unknown> = { attempt_base: step.attempt, run_status: run.status };
+        if (ownerId !== undefined) data['by'] = ownerId;
+        events.push({ stepId, type: 'step_retry_requested', attempt: null, data });
+        return steps;
+      },
+      check: (d, wf, state) => {
+        if (d.commands.some((c) => c.type === 'restart_step')) return;
+        const blocked = planRetry(wf, state, stepId).blockedBy;
+        if (blocked) throw retryBlocked(runId, stepId, blocked, state.status);
+        expectCommand(d.commands, 'restart_step', runId, stepId);
+      },
+    });
+  }
+
+  /** The run's step states and the one step, under the run lock; WEFT_NOT_FOUND for another owner's run or an unknown step. */
+  private async lockedStep(
+    tx: Queryable, run: LockedRun, runId: string, stepId: string, ownerId: string | undefined,
+  ): Promise<{ steps: StepStates; step: StepState }> {
+    if (ownerId !== undefined) {
+      const { rows } = await tx.query<{ owner_id: string }>('SELECT owner_id FROM runs WHERE id = $1', [runId]);
+      if (rows[0]?.owner_id !== ownerId) throw new WeftError('WEFT_NOT_FOUND', `run ${runId} not found`);
+    }
+    const steps = await loadStepStates(tx, runId);
+    const step = Object.hasOwn(steps, stepId) ? steps[stepId] : undefined;
+    if (!step) throw new WeftError('WEFT_NOT_FOUND', `run ${runId} has no step "${stepId}"`, { details: { run_status: run.status } });
+    return { steps, step };
+  }
+
+  /** advance for a step control, claiming a step it readies for this process's worker when it has room. */
+  private async controlStep(request: Omit<AdvanceRequest, 'claimFor'>): Promise<RunStatus> {
+    const worker = this.worker && this.worker.freeSlots > 0 ? this.worker : undefined;
+    const result: AdvanceResult = await transactionWithRetry(this.db, (tx) =>
+      advance(tx, { versions: this.versions, random: this.random }, {
+        ...request,
+        claimFor: worker ? { workerId: worker.id, leaseUntil: worker.leaseUntil() } : undefined,
+      }),
+    );
+    if (result.claimed) worker!.adopt(result.claimed);
+    if (result.finished) this.finished.emit(request.runId);
+    return result.status;
   }
 
   private async control(runId: string, event: SchedulerEvent, allowedFrom: RunStatus[]): Promise<RunStatus> {
@@ -210,6 +348,28 @@ export class Engine {
     } finally {
       this.finished.off(runId, listener);
     }
+  }
+}
+
+function conflict(message: string, stepStatus: string, runStatus: RunStatus): WeftError {
+  return new WeftError('WEFT_CONFLICT', message, { details: { status: stepStatus, run_status: runStatus } });
+}
+
+/** Why a retry has to wait (see planRetry), as a conflict that names the step in the way. */
+function retryBlocked(runId: string, stepId: string, b: NonNullable<RetryPlan['blockedBy']>, runStatus: RunStatus): WeftError {
+  const message =
+    b.relation === 'failure' ? `step "${b.stepId}" failed run ${runId} (on_error: fail): retry that step first`
+    : b.relation === 'need' ? `step "${stepId}" needs step "${b.stepId}", which is ${b.status}: retry it once that step has finished`
+    : `step "${b.stepId}", which needs step "${b.of}", is ${b.status}: retry "${stepId}" once it has finished`;
+  return new WeftError('WEFT_CONFLICT', message, {
+    details: { status: 'failed', run_status: runStatus, blocked_by: b.stepId, blocked_by_status: b.status },
+  });
+}
+
+/** The decision must carry out what the control asked for; anything else is a bug (rolled back). */
+function expectCommand(commands: readonly { type: string; stepId?: string }[], type: string, runId: string, stepId: string): void {
+  if (!commands.some((c) => c.type === type && c.stepId === stepId)) {
+    throw new WeftError('WEFT_INTERNAL', `run ${runId}: the scheduler did not ${type.replace('_step', '')} step "${stepId}"`);
   }
 }
 

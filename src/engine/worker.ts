@@ -26,7 +26,7 @@ import {
 } from '../store/step-runs.ts';
 import { isTruthy } from '../steps/condition.ts';
 import { executors } from '../steps/registry.ts';
-import type { StepResult, StepSettings } from '../steps/types.ts';
+import type { StepOverrides, StepResult, StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
@@ -231,10 +231,12 @@ export class Worker {
         const ms = step.timeoutMs;
         timer = setTimeout(() => controller.abort(new WeftError('WEFT_STEP_TIMEOUT', `step '${c.stepId}' timed out after ${ms} ms`, { retryable: true })), ms);
       }
+      const overrides = c.overrides === null ? undefined : toOverrides(c.overrides);
       const result = await raceAbort(
         executors[step.type]({
-          runId: c.runId, stepId: c.stepId, attempt: c.attempt, idempotencyKey: `${c.runId}:${c.stepId}`,
+          runId: c.runId, stepId: c.stepId, attempt: c.attempt, idempotencyKey: idempotencyKey(c),
           step, scope, params, signal: controller.signal, settings: this.deps.settings,
+          ...(overrides ? { overrides } : {}),
         }),
         controller.signal,
       );
@@ -372,6 +374,21 @@ export class Worker {
  */
 function key(s: { runId: string; stepId: string; attempt: number }): string {
   return `${s.runId}/${s.stepId}/${s.attempt}`;
+}
+
+/**
+ * One key per attempt family: the automatic retries of one trigger share it (a target that
+ * deduplicates sees one logical request); a human retry starts a new family (attemptBase > 0)
+ * and gets a new key, because it asks for the work to be done again.
+ */
+export function idempotencyKey(c: { runId: string; stepId: string; attemptBase: number }): string {
+  return c.attemptBase > 0 ? `${c.runId}:${c.stepId}:${c.attemptBase}` : `${c.runId}:${c.stepId}`;
+}
+
+/** The stored overrides as the executor contract has them (unknown fields are ignored). */
+function toOverrides(stored: Record<string, unknown>): StepOverrides | undefined {
+  const prompt = stored['prompt'];
+  return typeof prompt === 'string' ? { prompt } : undefined;
 }
 
 function attemptEvent(c: ClaimedStep, type: NewEvent['type'], data: Record<string, unknown>): NewEvent {

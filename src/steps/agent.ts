@@ -22,7 +22,10 @@ export async function renderText(template: string, ctx: StepContext): Promise<st
   return JSON.stringify(value);
 }
 
-/** `agent`: one chat completion from the step's prompt (and the agent's system prompt). */
+/**
+ * `agent`: one chat completion from the step's prompt (and the agent's system prompt). A prompt
+ * given with the step's trigger (ctx.overrides) replaces the definition's.
+ */
 export const agentStep: StepExecutor = async (ctx) => {
   const def = ctx.step.definition as StepDefinitionOf<'agent'>;
   const profile = findAgent(ctx.stepId, def.agent);
@@ -31,7 +34,7 @@ export const agentStep: StepExecutor = async (ctx) => {
   const response = await provider.chat({
     model: def.model,
     system,
-    prompt: await renderText(def.prompt, ctx),
+    prompt: await renderText(ctx.overrides?.prompt ?? def.prompt, ctx),
     temperature: def.temperature ?? profile?.temperature,
     maxTokens: def.max_tokens,
     idempotencyKey: ctx.idempotencyKey,

@@ -3,11 +3,14 @@ import { resolveProvider } from '../providers/registry.ts';
 import { renderText } from './agent.ts';
 import type { StepExecutor } from './types.ts';
 
-/** `image`: one generated image; the output carries its URL (a data: URL for `simulated`). */
+/**
+ * `image`: one generated image; the output carries its URL (a data: URL for `simulated`). A
+ * prompt given with the step's trigger (ctx.overrides) replaces the definition's.
+ */
 export const imageStep: StepExecutor = async (ctx) => {
   const def = ctx.step.definition as StepDefinitionOf<'image'>;
   const provider = resolveProvider(ctx.stepId, def.provider, ctx.settings.defaultProvider);
-  const prompt = await renderText(def.prompt, ctx);
+  const prompt = await renderText(ctx.overrides?.prompt ?? def.prompt, ctx);
   const image = await provider.image({
     model: def.model,
     prompt,

@@ -30,13 +30,26 @@ export interface StepSettings {
   defaultProvider: string | undefined;
 }
 
+/** What a human chose, when triggering a step in step mode, instead of the definition. */
+export interface StepOverrides {
+  /** Replaces the step's `prompt` (agent, image); a template like the definition's. */
+  prompt?: string;
+}
+
 export interface StepContext {
   runId: string;
   stepId: string;
-  /** 1 for the first attempt. */
+  /** 1 for the first attempt; keeps counting across human retries. */
   attempt: number;
-  /** The same for every attempt of this step in this run; sent to providers and HTTP targets. */
+  /**
+   * The same for every attempt of one attempt family of this step in this run (the automatic
+   * retries after one trigger or one human retry); sent to providers and HTTP targets. A human
+   * retry starts a new family with a new key: it asks for the work to be done again, so a
+   * target that deduplicates must not answer with the failed attempt's stored result.
+   */
   idempotencyKey: string;
+  /** The trigger's overrides for this step run (step mode); absent when nothing is overridden. */
+  overrides?: StepOverrides;
   step: CompiledStep;
   /** Expression variables: `input`, `context`, and each ancestor step id → its output. */
   scope: Record<string, unknown>;

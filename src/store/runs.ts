@@ -1,5 +1,6 @@
 /** Queries for runs. */
-import type { RunStatus, StepStatus } from '../core/scheduler-types.ts';
+import { WeftError } from '../core/errors.ts';
+import type { RunMode, RunStatus, StepStatus } from '../core/scheduler-types.ts';
 import type { Queryable } from './db.ts';
 
 export interface NewRun {
@@ -11,13 +12,20 @@ export interface NewRun {
   stepsTotal: number;
   idempotencyKey: string | null;
   at: Date;
+  /** Absent: 'auto'. */
+  mode?: RunMode;
+  /** The status the start decision leaves the run in; absent: 'running'. */
+  status?: 'running' | 'waiting';
 }
 
 export async function insertRun(q: Queryable, r: NewRun): Promise<void> {
   await q.query(
-    `INSERT INTO runs (id, workflow_id, version_id, owner_id, status, inputs, context, steps_total, idempotency_key, created_at, updated_at)
-     SELECT $1, v.workflow_id, v.id, $3, 'running', $4::jsonb, $5::jsonb, $6, $7, $8, $8 FROM workflow_versions v WHERE v.id = $2`,
-    [r.id, r.versionId, r.ownerId, JSON.stringify(r.inputs), JSON.stringify(r.context), r.stepsTotal, r.idempotencyKey, r.at],
+    `INSERT INTO runs (id, workflow_id, version_id, owner_id, status, mode, inputs, context, steps_total, idempotency_key, created_at, updated_at)
+     SELECT $1, v.workflow_id, v.id, $3, $9, $10, $4::jsonb, $5::jsonb, $6, $7, $8, $8 FROM workflow_versions v WHERE v.id = $2`,
+    [
+      r.id, r.versionId, r.ownerId, JSON.stringify(r.inputs), JSON.stringify(r.context), r.stepsTotal, r.idempotencyKey, r.at,
+      r.status ?? 'running', r.mode ?? 'auto',
+    ],
   );
 }
 
@@ -36,6 +44,7 @@ export interface UsageDelta {
 export interface LockedRun {
   status: RunStatus;
   versionId: string;
+  mode: RunMode;
 }
 
 /**
@@ -51,19 +60,28 @@ export interface LockedRun {
  * join would never be scheduled — seen on PostgreSQL, not on single-connection PGlite).
  */
 export async function lockRun(q: Queryable, runId: string, at: Date, usage?: UsageDelta): Promise<LockedRun | undefined> {
-  const { rows } = await q.query<{ status: RunStatus; version_id: string }>(
+  const { rows } = await q.query<{ status: RunStatus; version_id: string; mode: RunMode }>(
     `UPDATE runs SET updated_at = $2,
        tokens_in = tokens_in + $3, tokens_out = tokens_out + $4, cost_usd = cost_usd + $5, simulated = simulated OR $6
      WHERE id = $1
-     RETURNING status, version_id`,
+     RETURNING status, version_id, mode`,
     [runId, at, usage?.tokensIn ?? 0, usage?.tokensOut ?? 0, usage?.costUsd ?? 0, usage?.simulated ?? false],
   );
   const row = rows[0];
-  return row && { status: row.status, versionId: row.version_id };
+  return row && { status: row.status, versionId: row.version_id, mode: row.mode };
 }
 
-export async function setRunStatus(q: Queryable, runId: string, status: RunStatus, at: Date): Promise<void> {
-  await q.query('UPDATE runs SET status = $2, updated_at = $3 WHERE id = $1', [runId, status, at]);
+/**
+ * Moves a live run between running, waiting and paused — or re-opens a failed one (a retried
+ * step), which clears what finishing wrote (outputs, error, finished_at): a live run has none.
+ * Fenced on the status the caller decided from; throws if the run was not in it.
+ */
+export async function setRunStatus(q: Queryable, runId: string, from: RunStatus, to: RunStatus, at: Date): Promise<void> {
+  const { rowCount } = await q.query(
+    `UPDATE runs SET status = $3, updated_at = $4, outputs = NULL, error = NULL, finished_at = NULL WHERE id = $1 AND status = $2`,
+    [runId, from, to, at],
+  );
+  if (rowCount !== 1) throw new WeftError('WEFT_INTERNAL', `run ${runId} was not ${from} when it was to become ${to}`);
 }
 
 export async function finishRun(
@@ -117,6 +135,10 @@ export interface StepRunRow {
   step_id: string;
   status: StepStatus;
   attempt: number;
+  /** `attempt` when the current attempt family began (a human retry starts a new one). */
+  attempt_base: number;
+  /** What the step's trigger overrode (`{prompt}`), or null. */
+  overrides: { prompt?: string } | null;
   branch: string | null;
   skip_reason: string | null;
   error: { code: string; message: string; retryable: boolean } | null;
@@ -141,7 +163,7 @@ export async function getRun(q: Queryable, runId: string): Promise<(RunRow & { s
   const run = rows[0];
   if (!run) return undefined;
   const steps = await q.query<StepRunRow>(
-    `SELECT step_id, status, attempt, branch, skip_reason, error, started_at, finished_at, duration_ms, available_at,
+    `SELECT step_id, status, attempt, attempt_base, overrides, branch, skip_reason, error, started_at, finished_at, duration_ms, available_at,
        provider, model, tokens_in, tokens_out
      FROM step_runs WHERE run_id = $1 ORDER BY started_at NULLS LAST, step_id`,
     [runId],

@@ -3,7 +3,7 @@
  * (run, step, attempt, lease owner, status running) and callers check the row count: a worker
  * that lost its lease changes nothing.
  */
-import type { ErrorRecord } from '../core/errors.ts';
+import { WeftError, type ErrorRecord } from '../core/errors.ts';
 import type { StepState, StepStatus } from '../core/scheduler-types.ts';
 import type { NewEvent } from './events.ts';
 import type { Queryable } from './db.ts';
@@ -27,6 +27,10 @@ export interface ClaimedStep {
   runId: string;
   stepId: string;
   attempt: number;
+  /** `attempt` when this attempt family began (0 until a human retry; see migration 0003). */
+  attemptBase: number;
+  /** What the trigger overrode (`{prompt}`), as stored; null for nothing. */
+  overrides: Record<string, unknown> | null;
   versionId: string;
   inputs: Record<string, unknown>;
   context: Record<string, unknown>;
@@ -40,6 +44,8 @@ interface ClaimRow {
   run_id: string;
   step_id: string;
   attempt: number;
+  attempt_base: number;
+  overrides: Record<string, unknown> | null;
   version_id: string;
   inputs: Record<string, unknown>;
   context: Record<string, unknown>;
@@ -49,8 +55,8 @@ interface ClaimRow {
 
 function toClaimed(r: ClaimRow): ClaimedStep {
   return {
-    runId: r.run_id, stepId: r.step_id, attempt: r.attempt, versionId: r.version_id, inputs: r.inputs, context: r.context, deps: r.deps,
-    readyAt: r.ready_at,
+    runId: r.run_id, stepId: r.step_id, attempt: r.attempt, attemptBase: r.attempt_base, overrides: r.overrides,
+    versionId: r.version_id, inputs: r.inputs, context: r.context, deps: r.deps, readyAt: r.ready_at,
   };
 }
 
@@ -61,13 +67,15 @@ export type StepStates = Record<string, StepState>;
  * statement: the main query reads the statement's snapshot, which does not include the CTE's
  * own update, so the fenced step still shows as 'running' — the state the scheduler expects.
  */
-const STATES = `(SELECT json_agg(json_build_array(step_id, status, attempt, branch)) FROM step_runs WHERE run_id = $1) AS steps`;
+const STATES = `(SELECT json_agg(json_build_array(step_id, status, attempt, branch, attempt_base)) FROM step_runs WHERE run_id = $1) AS steps`;
 
-type StatesJson = [string, StepStatus, number, string | null][] | null;
+type StatesJson = [string, StepStatus, number, string | null, number][] | null;
 
 function toStates(json: StatesJson): StepStates {
   const steps: StepStates = {};
-  for (const [id, status, attempt, branch] of json ?? []) steps[id] = { status, attempt, branch };
+  for (const [id, status, attempt, branch, attemptBase] of json ?? []) {
+    steps[id] = attemptBase > 0 ? { status, attempt, branch, attemptBase } : { status, attempt, branch };
+  }
   return steps;
 }
 
@@ -88,7 +96,7 @@ function fenced(rows: { n: number; steps: StatesJson }[]): StepStates | undefine
  * step reads, so the worker can start at once with no further round trip.
  */
 const CLAIM_RESULT = `
-  SELECT c.run_id, c.step_id, c.attempt, c.available_at AS ready_at, r.version_id, r.inputs, r.context,
+  SELECT c.run_id, c.step_id, c.attempt, c.attempt_base, c.overrides, c.available_at AS ready_at, r.version_id, r.inputs, r.context,
     (SELECT coalesce(jsonb_object_agg(a.step_id, a.content), '{}'::jsonb) FROM artifacts a
      WHERE a.run_id = c.run_id AND a.step_id = ANY(c.refs) AND a.name = 'output' AND a.is_latest) AS deps
   FROM c JOIN runs r ON r.id = c.run_id`;
@@ -110,7 +118,7 @@ export async function claimQueued(
              WHERE q.status = 'queued' AND q.available_at <= $2 AND r.status = 'running'
              ORDER BY q.available_at LIMIT $4 FOR UPDATE OF q SKIP LOCKED) pick
        WHERE s.run_id = pick.run_id AND s.step_id = pick.step_id
-       RETURNING s.run_id, s.step_id, s.attempt, s.refs, s.available_at
+       RETURNING s.run_id, s.step_id, s.attempt, s.attempt_base, s.overrides, s.refs, s.available_at
      ), e AS (
        INSERT INTO run_events (run_id, step_id, type, attempt, data, created_at)
        SELECT run_id, step_id, 'step_started', attempt, jsonb_build_object('worker', $1::text), $2 FROM c
@@ -279,6 +287,68 @@ export async function failStep(q: Queryable, runId: string, stepId: string, erro
 }
 
 
+/**
+ * Step mode: ready steps wait for a human trigger. Fenced on 'pending'; throws unless every
+ * step changed (under the run lock a mismatch means the state read and the rows disagree).
+ */
+export async function waitSteps(q: Queryable, runId: string, stepIds: readonly string[]): Promise<void> {
+  const { rowCount } = await q.query(
+    `UPDATE step_runs SET status = 'waiting' WHERE run_id = $1 AND step_id = ANY($2::text[]) AND status = 'pending'`,
+    [runId, stepIds],
+  );
+  expectRows('wait', runId, stepIds.length, rowCount);
+}
+
+export interface ReopenedStep {
+  stepId: string;
+  /** The status the scheduler saw: a retried step is 'failed'; the steps it re-opens are skipped, cancelled or waiting. */
+  from: 'failed' | 'skipped' | 'cancelled' | 'waiting';
+  attempt: number;
+}
+
+/**
+ * Re-opens finished steps (a human retry: restart_step and reset_step), in one statement: back
+ * to pending with a new attempt family (attempt_base := attempt), fenced on the status and
+ * attempt the scheduler saw. The caller then queues, claims, or lets them wait like any
+ * pending step. An old output stays as a version but is no longer the latest, so the next
+ * success becomes the only latest one (completeAttempt relies on that).
+ */
+export async function reopenSteps(q: Queryable, runId: string, steps: readonly ReopenedStep[]): Promise<void> {
+  const { rows } = await q.query<{ n: number }>(
+    `WITH k AS (SELECT * FROM unnest($2::text[], $3::text[], $4::int[]) AS k(step_id, status, attempt)),
+     re AS (
+       UPDATE step_runs s SET status = 'pending', attempt_base = s.attempt, available_at = NULL, skip_reason = NULL, error = NULL,
+         branch = NULL, finished_at = NULL, duration_ms = NULL, lease_owner = NULL, lease_expires_at = NULL
+       FROM k WHERE s.run_id = $1 AND s.step_id = k.step_id AND s.status = k.status AND s.attempt = k.attempt
+       RETURNING s.step_id
+     ), old AS (
+       UPDATE artifacts a SET is_latest = false
+       WHERE a.run_id = $1 AND a.step_id IN (SELECT step_id FROM re) AND a.name = 'output' AND a.is_latest
+     )
+     SELECT count(*)::int AS n FROM re`,
+    [runId, steps.map((x) => x.stepId), steps.map((x) => x.from), steps.map((x) => x.attempt)],
+  );
+  expectRows('re-open', runId, steps.length, rows[0]?.n ?? 0);
+}
+
+/**
+ * Stores what a trigger overrides (`{prompt}`, or null for nothing) on a step that is waiting
+ * for it; false when the step is not waiting (the caller answers with a conflict).
+ */
+export async function setStepOverrides(q: Queryable, runId: string, stepId: string, overrides: Record<string, unknown> | null): Promise<boolean> {
+  const { rowCount } = await q.query(
+    `UPDATE step_runs SET overrides = $3::jsonb WHERE run_id = $1 AND step_id = $2 AND status = 'waiting'`,
+    [runId, stepId, overrides === null ? null : JSON.stringify(overrides)],
+  );
+  return rowCount === 1;
+}
+
+function expectRows(what: string, runId: string, expected: number, actual: number): void {
+  if (actual !== expected) {
+    throw new WeftError('WEFT_INTERNAL', `run ${runId}: ${what} changed ${actual} of ${expected} steps (their state moved under the run lock)`);
+  }
+}
+
 export interface DecisionWrites {
   runId: string;
   at: Date;
@@ -309,8 +379,9 @@ export async function writeDecision(q: Queryable, w: DecisionWrites): Promise<Cl
            AS e(step_id, type, attempt, data))`);
   }
   if (w.queue.length > 0) {
+    // 'waiting': a step-mode step its trigger queues.
     ctes.push(`q AS (UPDATE step_runs SET status = 'queued', available_at = $2
-      WHERE run_id = $1 AND step_id = ANY(${p(w.queue)}::text[]) AND status = 'pending' RETURNING 1)`);
+      WHERE run_id = $1 AND step_id = ANY(${p(w.queue)}::text[]) AND status IN ('pending', 'waiting') RETURNING 1)`);
   }
   if (w.skips.length > 0) {
     ctes.push(`sk AS (UPDATE step_runs s SET status = 'skipped', skip_reason = k.reason, finished_at = $2
@@ -325,8 +396,8 @@ export async function writeDecision(q: Queryable, w: DecisionWrites): Promise<Cl
   if (w.claim) {
     ctes.push(`c AS (UPDATE step_runs SET status = 'running', attempt = attempt + 1, lease_owner = ${p(w.claim.workerId)},
       lease_expires_at = ${p(w.claim.leaseUntil)}, started_at = $2, available_at = $2, finished_at = NULL, duration_ms = NULL
-      WHERE run_id = $1 AND step_id = ${p(w.claim.stepId)} AND status IN ('pending', 'queued')
-      RETURNING run_id, step_id, attempt, refs, available_at)`);
+      WHERE run_id = $1 AND step_id = ${p(w.claim.stepId)} AND status IN ('pending', 'queued', 'waiting')
+      RETURNING run_id, step_id, attempt, attempt_base, overrides, refs, available_at)`);
     const { rows } = await q.query<ClaimRow>(`WITH ${ctes.join(',\n')}${CLAIM_RESULT.replace('FROM c JOIN', `${notify} FROM c JOIN`)}`, params);
     if (rows[0]) return toClaimed(rows[0]);
     // Not claimable after all (cannot happen under the run lock): still wake the others.
