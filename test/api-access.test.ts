@@ -17,6 +17,8 @@ interface Fixture {
   runId: string;
   tokenId: string;
   victimId: string;
+  credentialId: string;
+  agentName: string;
 }
 
 interface Case {
@@ -73,6 +75,18 @@ const CASES: Record<string, Case> = {
   'GET /api/runs/:id/artifacts/:stepId/:name': { expect: owned(200) },
   'GET /api/runs/:id/artifacts/:stepId/:name/versions': { expect: owned(200) },
   'GET /api/runs/:id/artifacts/:stepId/:name/versions/:version': { expect: owned(200) },
+  'GET /api/agents': { expect: signedIn(200) },
+  'POST /api/agents': { expect: adminOnly(201), body: () => ({ name: 'fixture-created', system: 'You are terse.' }) },
+  'GET /api/agents/:name': { expect: signedIn(200) },
+  'PUT /api/agents/:name': { expect: adminOnly(200), body: () => ({ system: 'You are terse, version 2.', temperature: 0.1 }) },
+  'GET /api/agents/:name/versions': { expect: signedIn(200) },
+  'DELETE /api/agents/:name': { expect: adminOnly(204), fresh: true },
+  'GET /api/credentials': { expect: adminOnly(200) },
+  'POST /api/credentials': { expect: adminOnly(201), body: () => ({ name: 'fixture-created', kind: 'anthropic', api_key: 'sk-fixture-key' }) },
+  'GET /api/credentials/:id': { expect: adminOnly(200) },
+  'PATCH /api/credentials/:id': { expect: adminOnly(200), body: () => ({ default_model: 'llama3.2' }) },
+  'DELETE /api/credentials/:id': { expect: adminOnly(204), fresh: true },
+  'GET /api/providers': { expect: signedIn(200) },
   'GET /api/health': { expect: all(200) },
   'GET /api/health/live': { expect: all(200) },
   'GET /metrics': { expect: all(200) },
@@ -84,6 +98,17 @@ const CASES: Record<string, Case> = {
   'GET /setup/setup.js': { expect: all(200) },
 };
 
+let fixtureCount = 0;
+
+/** An agent and a credential (admins manage both), named apart from earlier ones. */
+async function makeAgentAndCredential(t: TestApi): Promise<{ credentialId: string; agentName: string }> {
+  const n = ++fixtureCount;
+  const agent = await t.request('POST', '/api/agents', { token: t.admin.token, body: { name: `fixture-${n}`, system: 'You are terse.' } });
+  const credential = await t.request('POST', '/api/credentials', { token: t.admin.token, body: { name: `fixture-${n}`, kind: 'openai-compatible', base_url: 'http://127.0.0.1:9/v1' } });
+  if (agent.status !== 201 || credential.status !== 201) throw new Error(`fixture: ${agent.text} ${credential.text}`);
+  return { credentialId: credential.body.id, agentName: agent.body.name };
+}
+
 async function makeWorkflowAndRun(t: TestApi): Promise<{ workflowId: string; runId: string }> {
   const wf = await t.request('POST', '/api/workflows', { token: t.alice.token, body: TWO_STEPS });
   const run = await t.request('POST', '/api/runs', { token: t.alice.token, body: { workflow_id: wf.body.id } });
@@ -92,7 +117,9 @@ async function makeWorkflowAndRun(t: TestApi): Promise<{ workflowId: string; run
 }
 
 function fillPath(path: string, f: Fixture): string {
-  const base = path.startsWith('/api/users') ? f.victimId : path.startsWith('/api/tokens') ? f.tokenId : path.startsWith('/api/workflows') ? f.workflowId : f.runId;
+  if (path.startsWith('/api/agents')) return path.replace(':name', f.agentName);
+  const base = path.startsWith('/api/users') ? f.victimId : path.startsWith('/api/tokens') ? f.tokenId : path.startsWith('/api/workflows') ? f.workflowId
+    : path.startsWith('/api/credentials') ? f.credentialId : f.runId;
   return path
     .replace(':id', base)
     .replace(':stepId', 'a')
@@ -111,7 +138,7 @@ void test('every route × {anonymous, other user, admin, owner} answers the stat
   const shared = await makeWorkflowAndRun(t);
   const token = await t.request('POST', '/api/tokens', { token: t.alice.token, body: { name: 'fixture' } });
   const victim = await t.request('POST', '/api/users', { token: t.admin.token, body: { email: 'carol@example.test', name: 'Carol', role: 'user', password: 'carol-password-123' } });
-  const fixture: Fixture = { ...shared, tokenId: token.body.id, victimId: victim.body.id };
+  const fixture: Fixture = { ...shared, tokenId: token.body.id, victimId: victim.body.id, ...(await makeAgentAndCredential(t)) };
   const tokens: Record<Role, string | undefined> = { anonymous: undefined, other: t.bob.token, admin: t.admin.token, owner: t.alice.token };
 
   const failures: string[] = [];
@@ -119,7 +146,7 @@ void test('every route × {anonymous, other user, admin, owner} answers the stat
     const key = `${route.method} ${route.path}`;
     const c = CASES[key]!;
     for (const [i, role] of ROLES.entries()) {
-      const f = c.fresh ? { ...fixture, ...(await makeWorkflowAndRun(t)) } : fixture;
+      const f = c.fresh ? { ...fixture, ...(await makeWorkflowAndRun(t)), ...(await makeAgentAndCredential(t)) } : fixture;
       const body = c.body?.(f);
       const r = await t.request(route.method, fillPath(route.path, f), { token: tokens[role], ...(body === undefined ? {} : { body }) });
       if (r.status !== c.expect[i]) failures.push(`${key} as ${role}: expected ${c.expect[i]}, got ${r.status} ${r.text.slice(0, 200)}`);

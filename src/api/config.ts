@@ -40,6 +40,11 @@ export interface ApiConfig {
   adminEmail?: string | undefined;
   adminPassword?: string | undefined;
   rateLimits: RateLimitConfig;
+  /**
+   * WEFT_SECRET_KEY: 32 bytes, base64 or hex, that encrypt stored credentials (AES-256-GCM).
+   * Unset: a key generated into `<dataDir>/secret.key`. Servers sharing a database share it.
+   */
+  secretKey?: string | undefined;
 }
 
 export const DEFAULT_API_CONFIG: ApiConfig = {
@@ -61,6 +66,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv, overrides: Partial<ApiConf
     adminEmail: env['WEFT_ADMIN_EMAIL'] || undefined,
     adminPassword: env['WEFT_ADMIN_PASSWORD'] || undefined,
     jwt: { ...base.jwt, privateKeyPem: env['WEFT_JWT_PRIVATE_KEY'] || undefined },
+    secretKey: env['WEFT_SECRET_KEY'] || undefined,
     ...(jwks
       ? {
           external: {

@@ -9,6 +9,7 @@ import type { Engine } from '../engine/engine.ts';
 import { systemClock, type Clock } from '../engine/clock.ts';
 import type { Logger } from '../engine/log.ts';
 import type { Db } from '../store/db.ts';
+import { seedBuiltinAgents } from '../store/agents.ts';
 import { canViewRun } from '../store/run-queries.ts';
 import { AuthService } from './auth/auth-service.ts';
 import type { ApiConfig } from './config.ts';
@@ -19,10 +20,13 @@ import type { AnyRoute } from './http/route.ts';
 import { Router, writeProblem } from './http/router.ts';
 import { buildOpenApi } from './openapi.ts';
 import { RateLimiter } from './rate-limit.ts';
+import { agentsRoutes } from './routes/agents-routes.ts';
 import { artifactsRoutes } from './routes/artifacts-routes.ts';
 import { authRoutes } from './routes/auth-routes.ts';
+import { credentialsRoutes, startCredentialProviders } from './routes/credentials-routes.ts';
 import { docsRoutes } from './routes/docs-routes.ts';
 import { eventsRoutes } from './routes/events-routes.ts';
+import { providersRoutes } from './routes/providers-routes.ts';
 import { runsRoutes } from './routes/runs-routes.ts';
 import { setupPageRoutes } from './routes/setup-page-routes.ts';
 import { systemRoutes } from './routes/system-routes.ts';
@@ -61,7 +65,8 @@ export interface ApiServer {
 export function apiRoutes(document: () => Record<string, unknown>): AnyRoute[] {
   return [
     ...authRoutes, ...usersRoutes, ...tokensRoutes, ...workflowsRoutes, ...runsRoutes, ...eventsRoutes,
-    ...artifactsRoutes, ...systemRoutes, ...docsRoutes(document), ...setupPageRoutes,
+    ...artifactsRoutes, ...agentsRoutes, ...credentialsRoutes, ...providersRoutes, ...systemRoutes, ...docsRoutes(document),
+    ...setupPageRoutes,
   ];
 }
 
@@ -83,6 +88,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const routes = apiRoutes(() => (document ??= buildOpenApi(routes, { version: API_VERSION })));
   const router = new Router(routes);
   const setup = await auth.bootstrap();
+  const seeded = await seedBuiltinAgents(db);
+  if (seeded.length > 0) log.info('seeded built-in agents', { agents: seeded });
+  // Stored credentials join the provider registry before the first request.
+  const providers = await startCredentialProviders(services);
 
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
@@ -118,6 +127,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     async close() {
       await sockets.close();
       await feed.stop();
+      await providers.stop();
       server.closeIdleConnections();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Streams (SSE) do not end by themselves: give them a moment, then cut them.
