@@ -32,8 +32,9 @@ export async function readBody(req: IncomingMessage, accepted: readonly BodyType
   if (type === 'json') {
     try {
       return JSON.parse(text) as unknown;
-    } catch (error) {
-      throw new HttpProblem(400, 'WEFT_BAD_REQUEST', `the body is not valid JSON: ${(error as Error).message}`, [
+    } catch {
+      // The parser's message quotes part of the body, which may hold a secret: say only that.
+      throw new HttpProblem(400, 'WEFT_BAD_REQUEST', 'the body is not valid JSON', [
         { path: '/body', message: 'not valid JSON' },
       ]);
     }
