@@ -3,7 +3,7 @@
  * (optionally) runs a worker in this process. Every state change is a committed row before
  * it is reported.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { compileDefinition } from '../core/compiler.ts';
 import type { CompiledWorkflow } from '../core/compiled.ts';
@@ -15,7 +15,7 @@ import { transactionWithRetry, type Db, type Queryable } from '../store/db.ts';
 import { listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
 import { findRunByIdempotencyKey, getRun, getRunStatus, insertRun, type LockedRun, type RunRow, type StepRunRow } from '../store/runs.ts';
 import { insertStepRuns, loadStepStates, setStepOverrides, waitSteps, writeDecision, type StepStates } from '../store/step-runs.ts';
-import { ensureVersion, findWorkflowByName, insertWorkflow, lockWorkflow } from '../store/workflows.ts';
+import { definitionHash, ensureVersion, findWorkflowByName, insertWorkflow, lockWorkflow } from '../store/workflows.ts';
 import type { StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -109,7 +109,7 @@ export class Engine {
   async registerWorkflow(definition: unknown, ownerId = LOCAL_OWNER): Promise<RegisteredVersion & { compiled: CompiledWorkflow }> {
     const compiled = compileDefinition(definition);
     const { name, description } = compiled.definition;
-    const hash = createHash('sha256').update(canonicalJson(compiled.definition)).digest('hex');
+    const hash = definitionHash(compiled.definition);
     const version = await transactionWithRetry(this.db, async (tx) => {
       const workflow = (await findWorkflowByName(tx, ownerId, name)) ?? (await insertWorkflow(tx, { ownerId, name, description: description ?? '' }));
       await lockWorkflow(tx, workflow.id);
@@ -371,13 +371,4 @@ function expectCommand(commands: readonly { type: string; stepId?: string }[], t
   if (!commands.some((c) => c.type === type && c.stepId === stepId)) {
     throw new WeftError('WEFT_INTERNAL', `run ${runId}: the scheduler did not ${type.replace('_step', '')} step "${stepId}"`);
   }
-}
-
-/** JSON with sorted keys, so that equal definitions hash equally. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
 }

@@ -26,13 +26,7 @@ export interface CredentialRecord {
 }
 
 /** What the provider registry is built from. */
-export interface SealedCredential {
-  id: string;
-  name: string;
-  kind: CredentialKind;
-  base_url: string | null;
-  default_model: string | null;
-  allow_private: boolean;
+export interface SealedCredential extends Pick<CredentialRecord, 'id' | 'name' | 'kind' | 'base_url' | 'default_model' | 'allow_private'> {
   api_key_sealed: string | null;
 }
 

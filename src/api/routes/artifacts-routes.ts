@@ -1,20 +1,15 @@
 /** /api/runs/:id/artifacts: every output of a run, by step and name, with all its versions. */
 import { Type } from '@sinclair/typebox';
 import { getArtifact, listArtifacts, listArtifactVersions } from '../../store/artifacts.ts';
-import { canViewRun } from '../../store/run-queries.ts';
 import { notFound } from '../http/problem.ts';
 import { defineRoute, type AnyRoute } from '../http/route.ts';
 import { ArtifactSchema, ArtifactSummarySchema, IdParams, Uuid } from '../schemas.ts';
-import { errors, viewerOf } from './common.ts';
+import { errors, requireVisibleRun, viewerOf } from './common.ts';
 
 const tags = ['artifacts'];
 const StepId = Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' });
 const Name = Type.String({ minLength: 1, maxLength: 200 });
 const ArtifactParams = Type.Object({ id: Uuid, stepId: StepId, name: Name });
-
-async function requireRun(ctx: Parameters<AnyRoute['handler']>[0], runId: string): Promise<void> {
-  if (!(await canViewRun(ctx.services.db, viewerOf(ctx), runId))) throw notFound('run');
-}
 
 export const artifactsRoutes: AnyRoute[] = [
   defineRoute({
@@ -24,7 +19,7 @@ export const artifactsRoutes: AnyRoute[] = [
     query: Type.Object({ step_id: Type.Optional(StepId), all_versions: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
     responses: { 200: { description: 'Artifacts', schema: Type.Object({ items: Type.Array(ArtifactSummarySchema) }) }, ...errors(400, 401, 404) },
     handler: async (ctx) => {
-      await requireRun(ctx, ctx.params.id);
+      await requireVisibleRun(ctx.services, viewerOf(ctx), ctx.params.id);
       return { body: { items: await listArtifacts(ctx.services.db, ctx.params.id, { stepId: ctx.query.step_id, allVersions: ctx.query.all_versions ?? false }) } };
     },
   }),
@@ -34,7 +29,7 @@ export const artifactsRoutes: AnyRoute[] = [
     params: ArtifactParams,
     responses: { 200: { description: 'The artifact', schema: ArtifactSchema }, ...errors(400, 401, 404) },
     handler: async (ctx) => {
-      await requireRun(ctx, ctx.params.id);
+      await requireVisibleRun(ctx.services, viewerOf(ctx), ctx.params.id);
       const artifact = await getArtifact(ctx.services.db, ctx.params.id, ctx.params.stepId, ctx.params.name);
       if (!artifact) throw notFound('artifact');
       return { body: artifact };
@@ -46,7 +41,7 @@ export const artifactsRoutes: AnyRoute[] = [
     params: ArtifactParams,
     responses: { 200: { description: 'Versions', schema: Type.Object({ items: Type.Array(ArtifactSummarySchema) }) }, ...errors(400, 401, 404) },
     handler: async (ctx) => {
-      await requireRun(ctx, ctx.params.id);
+      await requireVisibleRun(ctx.services, viewerOf(ctx), ctx.params.id);
       const items = await listArtifactVersions(ctx.services.db, ctx.params.id, ctx.params.stepId, ctx.params.name);
       if (items.length === 0) throw notFound('artifact');
       return { body: { items } };
@@ -58,7 +53,7 @@ export const artifactsRoutes: AnyRoute[] = [
     params: Type.Object({ id: Uuid, stepId: StepId, name: Name, version: Type.String({ pattern: '^[1-9][0-9]{0,8}$' }) }),
     responses: { 200: { description: 'The artifact version', schema: ArtifactSchema }, ...errors(400, 401, 404) },
     handler: async (ctx) => {
-      await requireRun(ctx, ctx.params.id);
+      await requireVisibleRun(ctx.services, viewerOf(ctx), ctx.params.id);
       const artifact = await getArtifact(ctx.services.db, ctx.params.id, ctx.params.stepId, ctx.params.name, Number(ctx.params.version));
       if (!artifact) throw notFound('artifact version');
       return { body: artifact };

@@ -1,5 +1,8 @@
 /** Helpers shared by route modules. */
+import { canViewRun } from '../../store/run-queries.ts';
 import type { Viewer } from '../../store/workflows.ts';
+import { notFound } from '../http/problem.ts';
+import type { ApiServices } from '../services.ts';
 import { callerOf, type Principal, type ResponseSpec } from '../http/route.ts';
 import { ProblemSchema } from '../schemas.ts';
 
@@ -27,4 +30,9 @@ export function errors(...statuses: number[]): Record<number, ResponseSpec> {
 /** Limit/offset/sort/order with their defaults applied. */
 export function paging<S extends string>(q: { limit?: number; offset?: number; sort?: string; order?: 'asc' | 'desc' }, defaultSort: S): { limit: number; offset: number; sort: S; order: 'asc' | 'desc' } {
   return { limit: q.limit ?? 50, offset: q.offset ?? 0, sort: (q.sort ?? defaultSort) as S, order: q.order ?? 'desc' };
+}
+
+/** 404 unless the run exists and the viewer may see it (owner or admin): never its existence. */
+export async function requireVisibleRun(services: ApiServices, viewer: Viewer, runId: string): Promise<void> {
+  if (!(await canViewRun(services.db, viewer, runId))) throw notFound('run');
 }

@@ -5,13 +5,12 @@
  */
 import { Type } from '@sinclair/typebox';
 import { FEED_START, listRunEventsAfter } from '../../store/events.ts';
-import { canViewRun } from '../../store/run-queries.ts';
 import { parseCursor, toWireEvent } from '../events/event-wire.ts';
 import { streamRunEvents } from '../events/sse.ts';
-import { HttpProblem, notFound } from '../http/problem.ts';
+import { HttpProblem } from '../http/problem.ts';
 import { defineRoute, type AnyRoute } from '../http/route.ts';
 import { EventSchema, IdParams, Nullable } from '../schemas.ts';
-import { errors, viewerOf } from './common.ts';
+import { errors, requireVisibleRun, viewerOf } from './common.ts';
 
 const CURSOR_HINT = 'An event id from an earlier answer: `<tx>-<id>`';
 
@@ -46,7 +45,7 @@ export const eventsRoutes: AnyRoute[] = [
       ...errors(400, 401, 404),
     },
     handler: async (ctx) => {
-      if (!(await canViewRun(ctx.services.db, viewerOf(ctx), ctx.params.id))) throw notFound('run');
+      await requireVisibleRun(ctx.services, viewerOf(ctx), ctx.params.id);
       const wantsStream = (ctx.req.headers.accept ?? '').includes('text/event-stream');
       if (wantsStream) {
         const header = ctx.req.headers['last-event-id'];

@@ -1,14 +1,14 @@
 /** /api/runs: launch, list, get, and control (cancel, pause, resume, trigger and retry a step). */
 import { Type } from '@sinclair/typebox';
 import type { RunStatus } from '../../core/scheduler-types.ts';
-import { getRunDetail, listRunSummaries, listStepDetails, canViewRun, type RunFilter, type RunSummary } from '../../store/run-queries.ts';
+import { getRunDetail, listRunSummaries, listStepDetails, type RunFilter, type RunSummary } from '../../store/run-queries.ts';
 import { listArtifacts } from '../../store/artifacts.ts';
 import { getVersion, getVersionOf, getWorkflowRecord, type Viewer } from '../../store/workflows.ts';
 import type { ApiServices } from '../services.ts';
 import { HttpProblem, notFound } from '../http/problem.ts';
 import { defineRoute, type AnyRoute } from '../http/route.ts';
 import { IdParams, page, pageQuery, RunDetailSchema, RunStatuses, RunSummarySchema, Timestamp, Uuid } from '../schemas.ts';
-import { errors, paging, viewerOf } from './common.ts';
+import { errors, paging, requireVisibleRun, viewerOf } from './common.ts';
 
 const tags = ['runs'];
 
@@ -86,7 +86,7 @@ export const runsRoutes: AnyRoute[] = [
     responses: { 200: { description: 'The run', schema: RunDetailSchema }, ...errors(400, 401, 404, 409) },
     handler: async (ctx) => {
       const viewer = viewerOf(ctx);
-      await requireRun(ctx.services, viewer, ctx.params.id);
+      await requireVisibleRun(ctx.services, viewer, ctx.params.id);
       await ctx.services.engine.triggerStep(ctx.params.id, ctx.params.stepId, ctx.body.prompt === undefined ? {} : { prompt: ctx.body.prompt });
       return { body: await loadRunDetail(ctx.services, viewer, ctx.params.id) };
     },
@@ -98,7 +98,7 @@ export const runsRoutes: AnyRoute[] = [
     responses: { 200: { description: 'The run', schema: RunDetailSchema }, ...errors(400, 401, 404, 409) },
     handler: async (ctx) => {
       const viewer = viewerOf(ctx);
-      await requireRun(ctx.services, viewer, ctx.params.id);
+      await requireVisibleRun(ctx.services, viewer, ctx.params.id);
       await ctx.services.engine.retryStep(ctx.params.id, ctx.params.stepId);
       return { body: await loadRunDetail(ctx.services, viewer, ctx.params.id) };
     },
@@ -112,15 +112,11 @@ function control(action: string, operationId: string, summary: string, act: (s: 
     responses: { 200: { description: 'The run', schema: RunDetailSchema }, ...errors(400, 401, 404, 409) },
     handler: async (ctx) => {
       const viewer = viewerOf(ctx);
-      await requireRun(ctx.services, viewer, ctx.params.id);
+      await requireVisibleRun(ctx.services, viewer, ctx.params.id);
       await act(ctx.services, ctx.params.id);
       return { body: await loadRunDetail(ctx.services, viewer, ctx.params.id) };
     },
   });
-}
-
-async function requireRun(services: ApiServices, viewer: Viewer, runId: string): Promise<void> {
-  if (!(await canViewRun(services.db, viewer, runId))) throw notFound('run');
 }
 
 /** The version a launch pins: version_id, or workflow_id with a version number or its latest. */
