@@ -166,6 +166,8 @@ function makeCtx(definition: Record<string, unknown>, o: CtxOptions = {}): StepC
     params: o.params ?? {},
     signal: o.signal ?? new AbortController().signal,
     settings: { allowPrivateNetwork: o.allowPrivate ?? true, defaultProvider: undefined },
+    agents: async () => undefined,
+    streamOutput: () => {},
   };
 }
 

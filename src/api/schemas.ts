@@ -76,6 +76,8 @@ export const RunSummarySchema = Type.Object({
   progress: Type.Object({ total: Type.Integer(), done: Type.Integer(), percent: Type.Number() }),
   tokens: Type.Object({ input: Type.Integer(), output: Type.Integer() }),
   cost_usd: Type.Number(),
+  budget_usd: Nullable(Type.Number({ description: 'Spending limit set at launch; null: none' })),
+  provider: Nullable(Type.String({ description: 'Default provider chosen at launch; null: the server default' })),
   simulated: Type.Boolean({ description: 'True when a step used the offline simulated provider: its outputs are not real model outputs.' }),
   created_at: Timestamp,
   updated_at: Timestamp,
@@ -112,6 +114,16 @@ export const ArtifactSummarySchema = Type.Object({
 });
 export const ArtifactSchema = Type.Composite([ArtifactSummarySchema, Type.Object({ content: Type.Unknown() })]);
 
+export const RunFileSchema = Type.Object({
+  sha256: Type.String(),
+  step_id: Type.String(),
+  name: Type.String(),
+  content_type: Type.String(),
+  size: Type.Integer(),
+  url: Type.String(),
+  created_at: Timestamp,
+});
+
 export const RunDetailSchema = Type.Composite([
   RunSummarySchema,
   Type.Object({
@@ -120,6 +132,7 @@ export const RunDetailSchema = Type.Composite([
     error: Type.Unknown(),
     steps: Type.Array(StepRunSchema),
     artifacts: Type.Array(ArtifactSummarySchema),
+    files: Type.Array(RunFileSchema, { description: 'Binary files the steps produced (images, bundles), served at their url' }),
     votes: Type.Array(Type.Unknown(), { description: 'Council votes on approval steps (none until the run has approval steps).' }),
   }),
 ]);

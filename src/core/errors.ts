@@ -29,6 +29,10 @@ export type ErrorCode =
   | 'WEFT_STEP_FAILED'
   | 'WEFT_CANCELLED'
   | 'WEFT_PROVIDER_MISSING'
+  /** The next AI step's estimated cost would pass the run's budget_usd: the run pauses into an approval. */
+  | 'WEFT_BUDGET_EXCEEDED'
+  /** A model's structured output did not match its schema, even after the repair attempt. */
+  | 'WEFT_OUTPUT_INVALID'
   | 'WEFT_HTTP_BLOCKED'
   | 'WEFT_HTTP_ERROR'
   | 'WEFT_NOT_FOUND'

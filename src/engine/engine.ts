@@ -47,6 +47,10 @@ export interface StartRunRequest {
   idempotencyKey?: string;
   /** 'step': every step that becomes ready waits for `triggerStep`. Default 'auto'. */
   mode?: RunMode;
+  /** Spending limit in USD: an AI step whose estimate would pass it pauses the run into an approval. */
+  budgetUsd?: number;
+  /** Default provider for this run's steps and agents that name none (e.g. 'simulated', 'openai'). */
+  provider?: string;
 }
 
 export interface TriggerStepOptions {
@@ -83,7 +87,7 @@ export class Engine {
     this.finished.setMaxListeners(0);
     const settings: StepSettings = {
       allowPrivateNetwork: options.settings?.allowPrivateNetwork ?? process.env['WEFT_ALLOW_PRIVATE_NETWORK'] === '1',
-      defaultProvider: options.settings?.defaultProvider,
+      defaultProvider: options.settings?.defaultProvider ?? (process.env['WEFT_DEFAULT_PROVIDER'] || undefined),
     };
     this.worker = options.worker === false ? undefined : new Worker(
       {
@@ -130,6 +134,12 @@ export class Engine {
     if (mode !== 'auto' && mode !== 'step') throw new WeftError('WEFT_INVALID_INPUTS', `mode must be 'auto' or 'step', not ${JSON.stringify(mode)}`);
     const wf = await this.versions.get(this.db, request.versionId);
     const inputs = checkLaunchInputs(wf, request.inputs ?? {});
+    if (request.budgetUsd !== undefined && !(Number.isFinite(request.budgetUsd) && request.budgetUsd >= 0)) {
+      throw new WeftError('WEFT_INVALID_INPUTS', `budget_usd must be a number ≥ 0, not ${JSON.stringify(request.budgetUsd)}`);
+    }
+    if (request.provider !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(request.provider)) {
+      throw new WeftError('WEFT_INVALID_INPUTS', 'provider must be a provider name (letters, digits, ".", "_", "-")');
+    }
     const runId = randomUUID();
     const at = new Date(this.clock.now());
     const worker = this.worker && this.worker.freeSlots > 0 ? this.worker : undefined;
@@ -143,6 +153,8 @@ export class Engine {
       const status = state.status === 'waiting' ? 'waiting' : 'running';
       await insertRun(tx, {
         id: runId, versionId: request.versionId, ownerId, inputs, mode, status,
+        ...(request.budgetUsd === undefined ? {} : { budgetUsd: request.budgetUsd }),
+        ...(request.provider === undefined ? {} : { provider: request.provider }),
         context: wf.definition.context ?? {}, stepsTotal: wf.order.length, idempotencyKey: request.idempotencyKey ?? null, at,
       });
       // Every step starts pending; the roots are then queued (or one claimed for this process's

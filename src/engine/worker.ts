@@ -24,10 +24,13 @@ import {
   claimQueued, completeAttempt, expireLease, expireOwnLeases, findExpiredLeases, heartbeat, releaseAttempt,
   type AttemptUsage, type ClaimedStep, type HeldLease,
 } from '../store/step-runs.ts';
+import { insertRunFiles } from '../store/run-files.ts';
 import { isTruthy } from '../steps/condition.ts';
 import { executors } from '../steps/registry.ts';
 import type { StepOverrides, StepResult, StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } from './advance.ts';
+import { AgentCache } from './agent-cache.ts';
+import { OutputStream } from './output-stream.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
 import { WorkerMetrics } from './metrics.ts';
@@ -86,8 +89,11 @@ export class Worker {
   private stopping = false;
   private readonly idle = new Set<() => void>();
   readonly metrics = new WorkerMetrics();
+  private readonly agents: AgentCache;
 
-  constructor(private readonly deps: WorkerDeps, readonly options: WorkerOptions) {}
+  constructor(private readonly deps: WorkerDeps, readonly options: WorkerOptions) {
+    this.agents = new AgentCache(deps.db, () => deps.clock.now());
+  }
 
   async start(): Promise<void> {
     this.unlisteners.push(await this.deps.db.listen('weft_steps', () => this.wake()));
@@ -232,14 +238,24 @@ export class Worker {
         timer = setTimeout(() => controller.abort(new WeftError('WEFT_STEP_TIMEOUT', `step '${c.stepId}' timed out after ${ms} ms`, { retryable: true })), ms);
       }
       const overrides = c.overrides === null ? undefined : toOverrides(c.overrides);
-      const result = await raceAbort(
-        executors[step.type]({
-          runId: c.runId, stepId: c.stepId, attempt: c.attempt, idempotencyKey: idempotencyKey(c),
-          step, scope, params, signal: controller.signal, settings: this.deps.settings,
-          ...(overrides ? { overrides } : {}),
-        }),
-        controller.signal,
-      );
+      const settings = c.runProvider === null ? this.deps.settings : { ...this.deps.settings, defaultProvider: c.runProvider };
+      // Only AI steps stream; the stream (and its timer) is created on the first piece.
+      let stream: OutputStream | undefined;
+      const streamOutput = (text: string) => (stream ??= new OutputStream(this.deps, c)).push(text);
+      let result: StepResult;
+      try {
+        result = await raceAbort(
+          executors[step.type]({
+            runId: c.runId, stepId: c.stepId, attempt: c.attempt, idempotencyKey: idempotencyKey(c),
+            step, scope, params, signal: controller.signal, settings, agents: this.agents.get, streamOutput,
+            ...(overrides ? { overrides } : {}),
+            ...(c.budgetUsd === null ? {} : { budget: { limitUsd: c.budgetUsd, spentUsd: c.spentUsd } }),
+          }),
+          controller.signal,
+        );
+      } finally {
+        await stream?.close();
+      }
       return { kind: 'succeeded', result, output: toPlainJson(result.output, step) };
     } catch (error) {
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : error;
@@ -272,7 +288,11 @@ export class Worker {
         runId: c.runId, at,
         event: { type: 'step_succeeded', stepId: c.stepId, branch },
         ...(usage ? { usage: { tokensIn: usage.tokensIn, tokensOut: usage.tokensOut, costUsd: usage.costUsd, simulated: usage.simulated } } : {}),
-        fence: (tx) => completeAttempt(tx, { ...fence, output: outcome.output, branch, at, durationMs, usage: attemptUsage }),
+        fence: async (tx) => {
+          // Inside the fence's transaction: a stale attempt's files roll back with it.
+          if (outcome.result.files?.length) await insertRunFiles(tx, c.runId, c.stepId, outcome.result.files, at);
+          return completeAttempt(tx, { ...fence, output: outcome.output, branch, at, durationMs, usage: attemptUsage });
+        },
         events: [attemptEvent(c, 'step_succeeded', { duration_ms: durationMs, ...(branch !== null ? { branch } : {}), ...(usage?.simulated ? { simulated: true } : {}) })],
       };
     } else {

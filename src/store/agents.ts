@@ -5,6 +5,7 @@
  * server on first start and are then the admins' to edit.
  */
 import { BUILTIN_AGENTS } from '../steps/agents.ts';
+import type { AgentProfile } from '../steps/types.ts';
 import type { Queryable } from './db.ts';
 import { definitionHash } from './workflows.ts';
 
@@ -37,23 +38,8 @@ export interface AgentVersionRecord extends AgentConfig {
   created_at: Date;
 }
 
-/**
- * What the agent step executor needs, in the provider API's terms (`maxTokens`, `topP`):
- * absent fields are left to the step or the provider.
- */
-export interface StoredAgentProfile {
-  name: string;
-  /** The stored version; 0 for a built-in read from code (a database no server has seeded). */
-  version: number;
-  system: string;
-  provider?: string;
-  model?: string;
-  temperature?: number;
-  topP?: number;
-  maxTokens?: number;
-  tools: string[];
-  outputSchema?: Record<string, unknown>;
-}
+/** What the agent step executor needs: the steps' AgentProfile contract (src/steps/types.ts). */
+export type StoredAgentProfile = AgentProfile;
 
 const CONFIG_COLUMNS = `v.description, v.system_prompt AS system, v.provider, v.model, v.temperature, v.top_p, v.max_tokens,
   v.tools, v.output_schema`;

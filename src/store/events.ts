@@ -23,7 +23,11 @@ export type RunEventType =
   | 'step_waiting'
   | 'step_triggered'
   | 'step_retry_requested'
-  | 'step_reset';
+  | 'step_reset'
+  // AI steps: partial output as it streams; budget approvals
+  | 'step_output_delta'
+  | 'approval_requested'
+  | 'approval_decided';
 
 export interface NewEvent {
   stepId: string | null;
@@ -36,6 +40,20 @@ export interface RunEvent extends NewEvent {
   id: string;
   runId: string;
   createdAt: Date;
+}
+
+/**
+ * Appends events outside a decision (e.g. streamed output): one statement, no run lock. Events
+ * that belong to a transition go through writeDecision with it instead.
+ */
+export async function appendEvents(q: Queryable, runId: string, at: Date, events: readonly NewEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await q.query(
+    `INSERT INTO run_events (run_id, step_id, type, attempt, data, created_at)
+     SELECT $1, e.step_id, e.type, e.attempt, e.data, $2
+     FROM unnest($3::text[], $4::text[], $5::int[], $6::jsonb[]) AS e(step_id, type, attempt, data)`,
+    [runId, at, events.map((e) => e.stepId), events.map((e) => e.type), events.map((e) => e.attempt), events.map((e) => JSON.stringify(e.data))],
+  );
 }
 
 export async function listEvents(q: Queryable, runId: string, afterId = '0', limit = 1000): Promise<RunEvent[]> {

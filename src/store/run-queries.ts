@@ -19,6 +19,8 @@ export interface RunSummary {
   tokens_in: number;
   tokens_out: number;
   cost_usd: number;
+  budget_usd: number | null;
+  provider: string | null;
   simulated: boolean;
   created_at: Date;
   updated_at: Date;
@@ -43,7 +45,7 @@ export interface RunFilter {
 const SUMMARY_COLUMNS = `r.id, r.workflow_id, w.name AS workflow_name, r.version_id, v.version, r.owner_id, r.status, r.mode,
   r.steps_total,
   (SELECT count(*)::int FROM step_runs s WHERE s.run_id = r.id AND s.status IN ('succeeded', 'failed', 'skipped', 'cancelled')) AS steps_done,
-  r.tokens_in::int AS tokens_in, r.tokens_out::int AS tokens_out, r.cost_usd::float8 AS cost_usd, r.simulated,
+  r.tokens_in::int AS tokens_in, r.tokens_out::int AS tokens_out, r.cost_usd::float8 AS cost_usd, r.budget_usd::float8 AS budget_usd, r.provider, r.simulated,
   r.created_at, r.updated_at, r.finished_at,
   CASE WHEN r.finished_at IS NULL THEN NULL ELSE (extract(epoch FROM r.finished_at - r.created_at) * 1000)::int END AS duration_ms`;
 

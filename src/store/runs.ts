@@ -16,15 +16,20 @@ export interface NewRun {
   mode?: RunMode;
   /** The status the start decision leaves the run in; absent: 'running'. */
   status?: 'running' | 'waiting';
+  /** Spending limit in USD (absent: none). */
+  budgetUsd?: number;
+  /** Default provider for steps and agents that name none (absent: the server's). */
+  provider?: string;
 }
 
 export async function insertRun(q: Queryable, r: NewRun): Promise<void> {
   await q.query(
-    `INSERT INTO runs (id, workflow_id, version_id, owner_id, status, mode, inputs, context, steps_total, idempotency_key, created_at, updated_at)
-     SELECT $1, v.workflow_id, v.id, $3, $9, $10, $4::jsonb, $5::jsonb, $6, $7, $8, $8 FROM workflow_versions v WHERE v.id = $2`,
+    `INSERT INTO runs (id, workflow_id, version_id, owner_id, status, mode, inputs, context, steps_total, idempotency_key, created_at, updated_at,
+       budget_usd, provider)
+     SELECT $1, v.workflow_id, v.id, $3, $9, $10, $4::jsonb, $5::jsonb, $6, $7, $8, $8, $11, $12 FROM workflow_versions v WHERE v.id = $2`,
     [
       r.id, r.versionId, r.ownerId, JSON.stringify(r.inputs), JSON.stringify(r.context), r.stepsTotal, r.idempotencyKey, r.at,
-      r.status ?? 'running', r.mode ?? 'auto',
+      r.status ?? 'running', r.mode ?? 'auto', r.budgetUsd ?? null, r.provider ?? null,
     ],
   );
 }

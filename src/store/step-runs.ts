@@ -38,6 +38,11 @@ export interface ClaimedStep {
   deps: Record<string, unknown>;
   /** When the step became claimable; the claim latency is measured from here. */
   readyAt: Date;
+  /** What the run has spent so far (USD) and its budget_usd (null: no limit). */
+  spentUsd: number;
+  budgetUsd: number | null;
+  /** The default provider chosen at launch (null: the server's). */
+  runProvider: string | null;
 }
 
 interface ClaimRow {
@@ -51,12 +56,16 @@ interface ClaimRow {
   context: Record<string, unknown>;
   deps: Record<string, unknown>;
   ready_at: Date;
+  spent_usd: number;
+  budget_usd: number | null;
+  run_provider: string | null;
 }
 
 function toClaimed(r: ClaimRow): ClaimedStep {
   return {
     runId: r.run_id, stepId: r.step_id, attempt: r.attempt, attemptBase: r.attempt_base, overrides: r.overrides,
     versionId: r.version_id, inputs: r.inputs, context: r.context, deps: r.deps, readyAt: r.ready_at,
+    spentUsd: Number(r.spent_usd), budgetUsd: r.budget_usd === null ? null : Number(r.budget_usd), runProvider: r.run_provider,
   };
 }
 
@@ -97,6 +106,7 @@ function fenced(rows: { n: number; steps: StatesJson }[]): StepStates | undefine
  */
 const CLAIM_RESULT = `
   SELECT c.run_id, c.step_id, c.attempt, c.attempt_base, c.overrides, c.available_at AS ready_at, r.version_id, r.inputs, r.context,
+    r.cost_usd::float8 AS spent_usd, r.budget_usd::float8 AS budget_usd, r.provider AS run_provider,
     (SELECT coalesce(jsonb_object_agg(a.step_id, a.content), '{}'::jsonb) FROM artifacts a
      WHERE a.run_id = c.run_id AND a.step_id = ANY(c.refs) AND a.name = 'output' AND a.is_latest) AS deps
   FROM c JOIN runs r ON r.id = c.run_id`;

@@ -3,6 +3,8 @@ import { Type } from '@sinclair/typebox';
 import type { RunStatus } from '../../core/scheduler-types.ts';
 import { getRunDetail, listRunSummaries, listStepDetails, type RunFilter, type RunSummary } from '../../store/run-queries.ts';
 import { listArtifacts } from '../../store/artifacts.ts';
+import { listRunFiles } from '../../store/run-files.ts';
+import { fileUrl } from '../../steps/types.ts';
 import { getVersion, getVersionOf, getWorkflowRecord, type Viewer } from '../../store/workflows.ts';
 import type { ApiServices } from '../services.ts';
 import { HttpProblem, notFound } from '../http/problem.ts';
@@ -19,6 +21,8 @@ const LaunchBody = Type.Object({
   inputs: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   mode: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('step')], { description: 'step: every step waits for a trigger' })),
   idempotency_key: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  budget_usd: Type.Optional(Type.Number({ minimum: 0, maximum: 1_000_000, description: 'Spending limit: the run pauses into an approval when the next AI step would pass it' })),
+  provider: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', description: 'Default provider for steps and agents that name none (e.g. simulated)' })),
 }, { additionalProperties: false });
 
 const StepParams = Type.Object({ id: Uuid, stepId: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' }) });
@@ -40,6 +44,8 @@ export const runsRoutes: AnyRoute[] = [
       const idempotencyKey = ctx.body.idempotency_key ?? (typeof headerKey === 'string' && headerKey.length > 0 && headerKey.length <= 200 ? headerKey : undefined);
       const runId = await ctx.services.engine.startRun({
         versionId, inputs: ctx.body.inputs ?? {}, ownerId: viewer.userId, mode: ctx.body.mode ?? 'auto',
+        ...(ctx.body.budget_usd === undefined ? {} : { budgetUsd: ctx.body.budget_usd }),
+        ...(ctx.body.provider === undefined ? {} : { provider: ctx.body.provider }),
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
       });
       const run = await loadRunDetail(ctx.services, viewer, runId);
@@ -143,10 +149,11 @@ async function resolveVersion(services: ApiServices, viewer: Viewer, body: { wor
 export async function loadRunDetail(services: ApiServices, viewer: Viewer, runId: string): Promise<Record<string, unknown>> {
   const run = await getRunDetail(services.db, viewer, runId);
   if (!run) throw notFound('run');
-  const [steps, artifacts, version] = await Promise.all([
+  const [steps, artifacts, version, files] = await Promise.all([
     listStepDetails(services.db, runId),
     listArtifacts(services.db, runId, { allVersions: false }),
     getVersion(services.db, run.version_id),
+    listRunFiles(services.db, runId),
   ]);
   const definition = version?.definition as { steps?: Record<string, { type?: string }> } | undefined;
   const order = Object.keys(definition?.steps ?? {});
@@ -161,6 +168,9 @@ export async function loadRunDetail(services: ApiServices, viewer: Viewer, runId
       duration_ms: s.duration_ms, provider: s.provider, model: s.model, tokens: { input: s.tokens_in, output: s.tokens_out }, cost_usd: s.cost_usd,
     })),
     artifacts,
+    files: files.map((f) => ({
+      sha256: f.sha256, step_id: f.stepId, name: f.name, content_type: f.contentType, size: f.size, url: fileUrl(runId, f.sha256), created_at: f.createdAt,
+    })),
     // Council votes belong to approval steps, which this version of weft does not have yet.
     votes: [],
   };
