@@ -9,7 +9,9 @@ import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { parseDefinitionText } from '../src/core/parse-definition.ts';
 import { DefinitionError } from '../src/core/errors.ts';
+import { createHash } from 'node:crypto';
 import { ManualClock } from '../src/engine/clock.ts';
+import { getRunFile } from '../src/store/run-files.ts';
 import { BACKENDS, closeTemplates } from './helpers/db.ts';
 import { eventually, launch, sleep, testEngine } from './helpers/engine.ts';
 
@@ -258,7 +260,12 @@ for (const backend of BACKENDS) {
       assert.ok(run.tokens_in > 0 && run.tokens_out > 0);
       const out = run.outputs as { article: string; image: string; score: number; rewritten: boolean };
       assert.match(out.article, /^\[simulated\]/);
-      assert.match(out.image, /^data:image\/svg\+xml;base64,/);
+      const sha = new RegExp(`^/api/runs/${runId}/files/([0-9a-f]{64})$`).exec(out.image)?.[1];
+      assert.ok(sha, `the image is a stored run file: ${out.image}`);
+      const file = await getRunFile(ctx.db, runId, sha);
+      assert.equal(file?.contentType, 'image/svg+xml');
+      assert.match(Buffer.from(file!.bytes).toString(), /^<svg [^>]*>.*simulated: /);
+      assert.equal(createHash('sha256').update(file!.bytes).digest('hex'), sha, 'stored under its own hash');
       assert.equal(out.rewritten, out.score < 7);
       assert.equal(stepOf(run.steps, 'rewrite').status, out.rewritten ? 'succeeded' : 'skipped');
       assert.equal(stepOf(run.steps, 'article').provider, 'simulated');

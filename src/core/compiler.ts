@@ -196,7 +196,7 @@ function analyze(value: unknown): { problems: Problem[]; compiled?: CompiledWork
       const variables = readVariables(field.src, field.template, path, add);
       if (!variables) continue;
       for (const name of variables) {
-        if ((GLOBALS as readonly string[]).includes(name)) continue;
+        if ((GLOBALS as readonly string[]).includes(name) || field.locals?.includes(name)) continue;
         const target = indexOf.get(name);
         if (target === undefined) {
           if (JSONATA_BUILTINS.has(name)) continue; // a built-in function passed as a value
@@ -344,7 +344,11 @@ interface ExpressionField {
   at: (string | number)[];
   src: string;
   template: boolean;
+  /** Variables bound where the field is evaluated (an agent tool's `$args`). */
+  locals?: readonly string[];
 }
+
+const TOOL_LOCALS = ['args'] as const;
 
 /**
  * The strings of a step that are expressions (`when`, `transform.expr`, condition cases,
@@ -385,10 +389,20 @@ function expressionFields(type: string, def: Record<string, unknown>): Expressio
     case 'condition':
       each('cases', false);
       break;
-    case 'agent':
+    case 'agent': {
       one('system', true);
       one('prompt', true);
+      const tools = def['tools'];
+      if (isPlainObject(tools)) {
+        for (const [name, tool] of Object.entries(tools)) {
+          if (!isPlainObject(tool)) continue;
+          const inner = expressionFields(tool['type'] === 'http' ? 'http' : tool['type'] === 'transform' ? 'transform' : '', tool);
+          // A tool has no `when` or `with` of its own; only its type's fields are expressions.
+          for (const f of inner) if (f.at[0] !== 'when' && f.at[0] !== 'with') out.push({ ...f, at: ['tools', name, ...f.at], locals: TOOL_LOCALS });
+        }
+      }
       break;
+    }
     case 'image':
       one('prompt', true);
       break;

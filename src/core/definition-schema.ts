@@ -63,6 +63,30 @@ function stepSchema<T extends Record<string, TSchema>>(type: string, fields: T) 
   return Type.Object({ type: Type.Literal(type), ...common, ...fields }, { additionalProperties: false });
 }
 
+const ToolParameters = Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'JSON Schema of the arguments object' }));
+
+/** A tool an agent may call: an http request or a transform, evaluated with `$args` in scope. */
+const AgentTool = Type.Union([
+  Type.Object({
+    type: Type.Literal('http'),
+    description: Type.Optional(Type.String({ maxLength: 1000 })),
+    parameters: ToolParameters,
+    method: Type.Optional(Type.Union(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'].map((m) => Type.Literal(m)))),
+    url: Template,
+    headers: Type.Optional(Type.Record(Type.String(), Template)),
+    query: Type.Optional(Type.Record(Type.String(), Template)),
+    body: Type.Optional(Type.Unknown()),
+    response: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('text')])),
+  }, { additionalProperties: false }),
+  Type.Object({
+    type: Type.Literal('transform'),
+    description: Type.Optional(Type.String({ maxLength: 1000 })),
+    parameters: ToolParameters,
+    expr: Expr,
+  }, { additionalProperties: false }),
+]);
+export type AgentToolDefinition = Static<typeof AgentTool>;
+
 export const stepSchemas = {
   transform: stepSchema('transform', { expr: Expr }),
   condition: stepSchema('condition', {
@@ -90,6 +114,14 @@ export const stepSchemas = {
     prompt: Template,
     temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
     max_tokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    /** JSON Schema the reply must match (structured output); overrides the agent's. */
+    output_schema: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    /** Tools the model may call, by name; their templates and expressions also see `$args`. */
+    tools: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_-]{0,63}$' }), AgentTool, { maxProperties: 32 })),
+    /** Model turns with tool calls before the step gives up (default 5). */
+    max_tool_rounds: Type.Optional(Type.Integer({ minimum: 1, maximum: 20 })),
+    /** Stream the reply into the run's live events (default true). */
+    stream: Type.Optional(Type.Boolean()),
   }),
   image: stepSchema('image', {
     provider: Type.Optional(Type.String({ maxLength: 100 })),

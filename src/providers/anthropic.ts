@@ -272,6 +272,7 @@ export function createAnthropicProvider(config: AnthropicConfig): Provider {
   return {
     name: config.name,
     simulated: false,
+    ...(config.defaultModel ? { defaultModel: config.defaultModel } : {}),
     chat: (request) => withRedaction(config.name, secrets, () => chat(request)),
     async image(): Promise<ImageResponse> {
       throw new WeftError('WEFT_PROVIDER_MISSING', `provider '${config.name}' (Anthropic) does not generate images: use an OpenAI-compatible provider for image steps`);

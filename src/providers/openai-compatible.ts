@@ -217,6 +217,7 @@ export function createOpenAICompatibleProvider(config: OpenAICompatibleConfig): 
   return {
     name: config.name,
     simulated: false,
+    ...(config.defaultModel ? { defaultModel: config.defaultModel } : {}),
 
     chat: (request) => withRedaction(config.name, secrets, () => chat(request)),
     image: (request) => withRedaction(config.name, secrets, () => image(request)),

@@ -112,6 +112,8 @@ export interface Provider {
   readonly name: string;
   /** True only for the offline `simulated` provider; runs that used it are labelled. */
   readonly simulated: boolean;
+  /** The chat model used when a request names none (for cost estimates). */
+  readonly defaultModel?: string;
   chat(request: ChatRequest): Promise<ChatResponse>;
   image(request: ImageRequest): Promise<ImageResponse>;
 }

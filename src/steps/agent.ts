@@ -1,18 +1,18 @@
+/**
+ * `agent`: a model call from the step's prompt and its agent profile (stored, versioned; see
+ * store/agents.ts), streaming into the run's live events, optionally calling tools and
+ * answering in JSON that matches a schema. Usage is the sum over every call the step made.
+ */
 import { WeftError } from '../core/errors.ts';
 import { renderTemplate } from '../core/expressions.ts';
 import type { StepDefinitionOf } from '../core/definition-schema.ts';
-import { resolveProvider } from '../providers/registry.ts';
-import { BUILTIN_AGENTS, type AgentProfile } from './agents.ts';
+import type { ChatMessage, ChatRequest, ChatResponse } from '../providers/types.ts';
+import { runTool, toolDefinitions } from './agent-tools.ts';
+import { findAgent, Meter, meteredChat, providerFor } from './model-call.ts';
+import { chatJson } from './structured-output.ts';
 import type { StepContext, StepExecutor } from './types.ts';
 
-export function findAgent(stepId: string, name: string | undefined): AgentProfile | undefined {
-  if (name === undefined) return undefined;
-  const profile = BUILTIN_AGENTS[name];
-  if (!profile) {
-    throw new WeftError('WEFT_NOT_FOUND', `step '${stepId}' names agent '${name}', which does not exist (built in: ${Object.keys(BUILTIN_AGENTS).join(', ')})`);
-  }
-  return profile;
-}
+const DEFAULT_TOOL_ROUNDS = 5;
 
 /** Renders a template to text: objects and arrays interpolated alone become JSON. */
 export async function renderText(template: string, ctx: StepContext): Promise<string> {
@@ -23,32 +23,79 @@ export async function renderText(template: string, ctx: StepContext): Promise<st
 }
 
 /**
- * `agent`: one chat completion from the step's prompt (and the agent's system prompt). A prompt
- * given with the step's trigger (ctx.overrides) replaces the definition's.
+ * A prompt given with the step's trigger (ctx.overrides) replaces the definition's. Fields set
+ * on the step win over the agent's; the provider falls back to the run's or server's default.
  */
 export const agentStep: StepExecutor = async (ctx) => {
   const def = ctx.step.definition as StepDefinitionOf<'agent'>;
-  const profile = findAgent(ctx.stepId, def.agent);
-  const provider = resolveProvider(ctx.stepId, def.provider, ctx.settings.defaultProvider);
-  const system = def.system !== undefined ? await renderText(def.system, ctx) : profile?.system;
-  const response = await provider.chat({
-    model: def.model,
-    system,
+  const profile = await findAgent(ctx, def.agent);
+  const provider = providerFor(ctx, def.provider, profile);
+  const meter = new Meter(provider);
+  const stream = def.stream ?? true;
+  const base: ChatRequest = {
+    model: def.model ?? profile?.model,
+    system: def.system !== undefined ? await renderText(def.system, ctx) : profile?.system,
     prompt: await renderText(ctx.overrides?.prompt ?? def.prompt, ctx),
     temperature: def.temperature ?? profile?.temperature,
-    maxTokens: def.max_tokens,
+    maxTokens: def.max_tokens ?? profile?.maxTokens,
     idempotencyKey: ctx.idempotencyKey,
     signal: ctx.signal,
-  });
+    ...(stream ? { onToken: ctx.streamOutput } : {}),
+  };
+
+  const toolCalls: { name: string; arguments: unknown; ok: boolean }[] = [];
+  const reply = def.tools ? await converse(ctx, def, profile?.tools ?? [], base, meter, toolCalls) : undefined;
+  const schema = def.output_schema ?? profile?.outputSchema;
+  let response: ChatResponse;
+  let json: unknown;
+  let repaired = false;
+  if (schema) {
+    // After tool rounds the answer is asked for again as JSON, with the whole conversation.
+    const request = reply ? { ...base, messages: reply.messages, prompt: '' } : base;
+    const r = await chatJson(ctx, meter, request, schema);
+    ({ response, value: json, repaired } = r);
+  } else {
+    response = reply?.last ?? (await meteredChat(ctx, meter, base));
+  }
   return {
-    output: { text: response.text, model: response.model, provider: provider.name, simulated: provider.simulated },
-    usage: {
-      provider: provider.name,
+    output: {
+      text: response.text,
+      ...(schema ? { json, repaired } : {}),
+      ...(def.tools ? { tool_calls: toolCalls } : {}),
       model: response.model,
-      tokensIn: response.tokensIn,
-      tokensOut: response.tokensOut,
-      costUsd: 0,
+      provider: provider.name,
+      ...(profile ? { agent: profile.name, agent_version: profile.version } : {}),
+      finish_reason: response.finishReason,
+      priced: meter.priced,
       simulated: provider.simulated,
     },
+    usage: meter.usage(),
   };
 };
+
+/**
+ * The tool loop: the model answers or asks for tools; each call's result goes back as a `tool`
+ * message, up to `max_tool_rounds` rounds of calls. Returns the last reply and the history.
+ */
+async function converse(
+  ctx: StepContext, def: StepDefinitionOf<'agent'>, allowed: readonly string[], base: ChatRequest, meter: Meter,
+  record: { name: string; arguments: unknown; ok: boolean }[],
+): Promise<{ last: ChatResponse; messages: ChatMessage[] }> {
+  const tools = def.tools ?? {};
+  const offered = toolDefinitions(tools, allowed);
+  const rounds = def.max_tool_rounds ?? DEFAULT_TOOL_ROUNDS;
+  const messages: ChatMessage[] = [{ role: 'user', content: base.prompt }];
+  for (let round = 0; ; round++) {
+    const last = await meteredChat(ctx, meter, { ...base, messages, prompt: '', ...(offered.length > 0 ? { tools: offered } : {}) });
+    messages.push({ role: 'assistant', content: last.text, ...(last.toolCalls.length > 0 ? { toolCalls: last.toolCalls } : {}) });
+    if (last.toolCalls.length === 0) return { last, messages };
+    if (round >= rounds) {
+      throw new WeftError('WEFT_STEP_FAILED', `step '${ctx.stepId}': the model still asked for tools after ${rounds} rounds (max_tool_rounds)`);
+    }
+    for (const call of last.toolCalls) {
+      const outcome = await runTool(ctx, tools, offered, call, record.length + 1);
+      record.push({ name: call.name, arguments: call.arguments, ok: outcome.ok });
+      messages.push({ role: 'tool', toolCallId: call.id, content: outcome.content, ...(outcome.ok ? {} : { isError: true }) });
+    }
+  }
+}
