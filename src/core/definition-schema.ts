@@ -137,6 +137,16 @@ export const stepSchemas = {
     criteria: Type.Optional(Template),
     threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
   }),
+  /** Links image outputs (`with.images`) to a document output (`with.document`); one is primary. */
+  attach: stepSchema('attach', {
+    /** The primary image: an index into `with.images`, or the id of the step that made it (default 0). */
+    primary: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: 999 }), Type.String({ pattern: STEP_ID_PATTERN })])),
+  }),
+  /**
+   * A static site bundle (site.zip) from `with`: site_name, description, brand_colors,
+   * typography, pages, contact_email, base_url, language, savings (see src/steps/website.ts).
+   */
+  website: stepSchema('website', {}),
 } as const;
 
 export type StepType = keyof typeof stepSchemas;
