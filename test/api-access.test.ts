@@ -75,6 +75,9 @@ const CASES: Record<string, Case> = {
   'GET /api/runs/:id/artifacts/:stepId/:name': { expect: owned(200) },
   'GET /api/runs/:id/artifacts/:stepId/:name/versions': { expect: owned(200) },
   'GET /api/runs/:id/artifacts/:stepId/:name/versions/:version': { expect: owned(200) },
+  // The fixture run made no files: even its owner gets a 404 for this hash (the found case,
+  // headers and another user's 404 are in test/templates.test.ts).
+  'GET /api/runs/:id/files/:sha256': { expect: [401, 404, 404, 404] },
   'GET /api/agents': { expect: signedIn(200) },
   'POST /api/agents': { expect: adminOnly(201), body: () => ({ name: 'fixture-created', system: 'You are terse.' }) },
   'GET /api/agents/:name': { expect: signedIn(200) },
@@ -125,6 +128,7 @@ function fillPath(path: string, f: Fixture): string {
     .replace(':stepId', 'a')
     .replace(':name', 'output')
     .replace(':version', '1')
+    .replace(':sha256', 'a'.repeat(64))
     .replace(':file', 'swagger-ui.css');
 }
 

@@ -26,6 +26,7 @@ import { authRoutes } from './routes/auth-routes.ts';
 import { credentialsRoutes, startCredentialProviders } from './routes/credentials-routes.ts';
 import { docsRoutes } from './routes/docs-routes.ts';
 import { eventsRoutes } from './routes/events-routes.ts';
+import { filesRoutes } from './routes/files-routes.ts';
 import { providersRoutes } from './routes/providers-routes.ts';
 import { runsRoutes } from './routes/runs-routes.ts';
 import { setupPageRoutes } from './routes/setup-page-routes.ts';
@@ -65,7 +66,7 @@ export interface ApiServer {
 export function apiRoutes(document: () => Record<string, unknown>): AnyRoute[] {
   return [
     ...authRoutes, ...usersRoutes, ...tokensRoutes, ...workflowsRoutes, ...runsRoutes, ...eventsRoutes,
-    ...artifactsRoutes, ...agentsRoutes, ...credentialsRoutes, ...providersRoutes, ...systemRoutes, ...docsRoutes(document),
+    ...artifactsRoutes, ...filesRoutes, ...agentsRoutes, ...credentialsRoutes, ...providersRoutes, ...systemRoutes, ...docsRoutes(document),
     ...setupPageRoutes,
   ];
 }
