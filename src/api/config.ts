@@ -45,6 +45,8 @@ export interface ApiConfig {
    * Unset: a key generated into `<dataDir>/secret.key`. Servers sharing a database share it.
    */
   secretKey?: string | undefined;
+  /** Seed the workflow templates of `templates/` at start (WEFT_SEED_TEMPLATES=0 turns it off). */
+  seedTemplates: boolean;
 }
 
 export const DEFAULT_API_CONFIG: ApiConfig = {
@@ -54,6 +56,7 @@ export const DEFAULT_API_CONFIG: ApiConfig = {
   trustProxy: false,
   jwt: { issuer: 'weft', audience: 'weft-api', accessTtlSeconds: 15 * 60, refreshTtlSeconds: 30 * 24 * 3600 },
   rateLimits: { loginPerIp: 20, loginPerAccount: 10, launchesPerOwner: 600 },
+  seedTemplates: true,
 };
 
 /** Reads WEFT_* variables over the defaults; `overrides` win over both. */
@@ -63,6 +66,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv, overrides: Partial<ApiConf
   const fromEnv: Partial<ApiConfig> = {
     ...(env['WEFT_PUBLIC_URL'] ? { publicUrl: env['WEFT_PUBLIC_URL'] } : {}),
     ...(env['WEFT_TRUST_PROXY'] === '1' ? { trustProxy: true } : {}),
+    ...(env['WEFT_SEED_TEMPLATES'] === '0' ? { seedTemplates: false } : {}),
     adminEmail: env['WEFT_ADMIN_EMAIL'] || undefined,
     adminPassword: env['WEFT_ADMIN_PASSWORD'] || undefined,
     jwt: { ...base.jwt, privateKeyPem: env['WEFT_JWT_PRIVATE_KEY'] || undefined },

@@ -11,6 +11,7 @@ import type { Logger } from '../engine/log.ts';
 import type { Db } from '../store/db.ts';
 import { seedBuiltinAgents } from '../store/agents.ts';
 import { canViewRun } from '../store/run-queries.ts';
+import { seedTemplates } from '../store/templates.ts';
 import { AuthService } from './auth/auth-service.ts';
 import type { ApiConfig } from './config.ts';
 import { EventFeed } from './events/event-feed.ts';
@@ -20,6 +21,7 @@ import type { AnyRoute } from './http/route.ts';
 import { Router, writeProblem } from './http/router.ts';
 import { buildOpenApi } from './openapi.ts';
 import { RateLimiter } from './rate-limit.ts';
+import { loadTemplates } from './template-files.ts';
 import { agentsRoutes } from './routes/agents-routes.ts';
 import { artifactsRoutes } from './routes/artifacts-routes.ts';
 import { authRoutes } from './routes/auth-routes.ts';
@@ -91,6 +93,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const setup = await auth.bootstrap();
   const seeded = await seedBuiltinAgents(db);
   if (seeded.length > 0) log.info('seeded built-in agents', { agents: seeded });
+  if (config.seedTemplates) {
+    const outcomes = await seedTemplates(db, await loadTemplates());
+    const changed = Object.entries(outcomes).filter(([, o]) => o === 'seeded' || o === 'upgraded');
+    if (changed.length > 0) log.info('seeded workflow templates', { templates: Object.fromEntries(changed) });
+  }
   // Stored credentials join the provider registry before the first request.
   const providers = await startCredentialProviders(services);
 

@@ -4,7 +4,7 @@
  * markup is only ever produced by this code — raw HTML in the source comes out as text. Links
  * keep only http(s), mailto, fragment and relative targets (never `javascript:` or `data:`).
  *
- * Supported: ATX headings (`#` renders as <h2>: the page title is the <h1>), paragraphs, `-`,
+ * Supported: ATX headings (the largest renders as <h2>: the page title is the <h1>), paragraphs, `-`,
  * `*`, `+` and `1.` lists, `>` quotes, fenced code, `---` rules; inline `code`, **strong**,
  * *emphasis*, [links](https://…). Everything else stays literal text. Every search is bounded
  * (span searches stop at the block, link text and targets have a maximum length), so hostile
@@ -196,12 +196,17 @@ function parseBlocks(source: string): Block[] {
   return blocks;
 }
 
-/** Markdown (the subset above) → HTML; `#` headings render one level down, as <h2>. */
+/**
+ * Markdown (the subset above) → HTML. Headings are shifted so that the largest one used is an
+ * <h2> (the page title is the <h1>): `#` and `##` sections alike nest without skipping a level.
+ */
 export function renderMarkdown(source: string): string {
-  return parseBlocks(source).map((b) => {
+  const blocks = parseBlocks(source);
+  const top = blocks.reduce((min, b) => (b.kind === 'heading' ? Math.min(min, b.level) : min), 6);
+  return blocks.map((b) => {
     switch (b.kind) {
       case 'heading': {
-        const level = Math.min(6, b.level + 1);
+        const level = Math.min(6, b.level - top + 2);
         return `<h${level}>${renderInline(b.text)}</h${level}>`;
       }
       case 'paragraph':

@@ -77,7 +77,8 @@ export async function startTestApi(backend: Backend, t: TestContext, overrides: 
   if (!setup) return undefined;
   const dataDir = await mkdtemp(join(tmpdir(), 'weft-api-'));
   const log = memoryLogger();
-  const config = loadApiConfig({}, { dataDir, adminEmail: ADMIN.email, adminPassword: ADMIN.password, ...overrides });
+  // Templates are off unless a test asks for them: most tests count the workflows they made.
+  const config = loadApiConfig({}, { dataDir, adminEmail: ADMIN.email, adminPassword: ADMIN.password, seedTemplates: false, ...overrides });
   const api = await startApiServer({ db: setup.db, engine: setup.engine, config, log, port: 0, feedPollMs: 20 });
   t.after(async () => {
     await api.close();
