@@ -17,7 +17,7 @@ function plain(schema: TSchema): Json {
 export function buildOpenApi(routes: readonly AnyRoute[], info: { version: string }): Json {
   const paths: Record<string, Record<string, Json>> = {};
   for (const route of routes) {
-    const path = route.path.replace(/:([A-Za-z]+)/g, '{$1}');
+    const path = route.path.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, '{$1}');
     const parameters: Json[] = [];
     for (const [name, schema] of Object.entries((route.params?.properties ?? {}) as Record<string, TSchema>)) {
       parameters.push({ name, in: 'path', required: true, schema: plain(schema) });

@@ -55,6 +55,7 @@ export const WorkflowSchema = Type.Object({
   tags: Type.Array(Type.String()),
   latest_version: Type.Integer(),
   latest_version_id: Nullable(Uuid),
+  slug: Nullable(Type.String({ description: 'Stable id of a seeded template (e.g. website.create_basic_site); null for others' })),
   created_at: Timestamp,
   updated_at: Timestamp,
 });

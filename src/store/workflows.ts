@@ -100,13 +100,15 @@ export interface WorkflowRecord {
   tags: string[];
   latest_version: number;
   latest_version_id: string | null;
+  /** Set on seeded templates (src/store/templates.ts). */
+  slug: string | null;
   created_at: Date;
   updated_at: Date;
 }
 
 const RECORD_COLUMNS = `w.id, w.owner_id, w.name, w.description, w.visibility, w.category, w.tags, w.latest_version,
   (SELECT v.id FROM workflow_versions v WHERE v.workflow_id = w.id AND v.version = w.latest_version) AS latest_version_id,
-  w.created_at, w.updated_at`;
+  w.slug, w.created_at, w.updated_at`;
 
 /** Who is asking: owners see their own and public workflows; admins see every one. */
 export interface Viewer {
