@@ -24,7 +24,9 @@ const MAX_LINK_URL = 2000;
 /** A link target that cannot run script: http(s), mailto, `#fragment` or a relative path. */
 export function safeHref(url: string): string | undefined {
   const u = url.trim();
-  if (u === '' || /[\s<>"'`\\]/.test(u) || /[\u0000-\u001f\u007f]/.test(u)) return undefined;
+  // Whitespace, quotes, angle brackets, backslashes and control characters (which browsers
+  // strip from URLs: `java\tscript:`) never appear in a target worth keeping.
+  if (u === '' || /[\s<>"'`\\]/.test(u) || [...u].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) return undefined;
   if (/^(https?:\/\/|mailto:)/i.test(u)) return u;
   // No scheme at all: a colon before any '/', '?' or '#' would be one.
   const beforePath = u.split(/[/?#]/, 1)[0] ?? '';

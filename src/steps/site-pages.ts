@@ -48,7 +48,13 @@ export function pageUrl(spec: SiteSpec, page: SitePage): string {
 
 /** First sentence-ish of the page's text, for its meta description (the site's when empty). */
 function describePage(spec: SiteSpec, page: SitePage): string {
-  const text = page.content.replace(/```[\s\S]*?```/g, ' ').replace(/[#>*_`[\]()-]+/g, ' ').replace(/\s+/g, ' ').trim();
+  const text = page.content
+    .replace(/```[\s\S]*?```/g, ' ')
+    .replace(/\[([^\]\n]{0,300})\]\([^)\s]{0,2000}\)/g, '$1') // a link reads as its text
+    .replace(/[#>*_`[\]()]+|(^|\s)-(?=\s)/g, ' ')
+    .replace(/\s+/g, ' ')
+    .replace(/\s+([.,;:!?])/g, '$1')
+    .trim();
   if (page.slug === 'index' || text === '') return spec.description;
   return text.length > 155 ? `${text.slice(0, 152).trimEnd()}…` : text;
 }
