@@ -40,6 +40,7 @@ for (const backend of BACKENDS) {
     assert.equal(templates.get('website.create_basic_site').category, 'website_builder');
     const def = (await t.request('GET', `/api/workflows/${templates.get('website.create_basic_site').id}`, { token: t.alice.token })).body.definition;
     assert.equal(def.inputs.required.includes('contact_email'), true, 'templates carry an input schema');
+    assert.equal(def.inputs.properties.tone.default, 'clear, friendly and professional', 'YAML flow values with commas are quoted');
     for (const [slug, wf] of templates) {
       const got = await t.request('GET', `/api/workflows/${wf.id}`, { token: t.alice.token });
       const steps = got.body.definition.steps as Record<string, Record<string, unknown>>;
