@@ -11,6 +11,7 @@ import type { Engine } from '../src/engine/engine.ts';
 import { configureProviders } from '../src/providers/registry.ts';
 import { listRunApprovals } from '../src/store/approvals.ts';
 import type { Db } from '../src/store/db.ts';
+import { BUDGETED, PARALLEL } from './helpers/budget.ts';
 import { BACKENDS, closeTemplates } from './helpers/db.ts';
 import { eventually, sleep, testEngine } from './helpers/engine.ts';
 import { startLlmServer, type LlmServer } from './helpers/llm-server.ts';
@@ -27,27 +28,6 @@ after(async () => {
   await llm.close();
   await closeTemplates();
 });
-
-/** One priced call: about 0.4·(a few tokens) + 1.6·100 per 1M tokens ≈ $0.00016 estimated. */
-export const BUDGETED = {
-  name: 'budgeted',
-  steps: {
-    ask: { type: 'agent', provider: 'openai', model: 'gpt-4.1-mini', prompt: 'Say hi', max_tokens: 100, stream: false },
-    after: { type: 'transform', needs: ['ask'], expr: '$ask.text' },
-  },
-  outputs: { text: '$after' },
-};
-
-/** Two priced calls side by side, then a join. */
-const PARALLEL = {
-  name: 'budgeted parallel',
-  steps: {
-    left: { type: 'agent', provider: 'openai', model: 'gpt-4.1-mini', prompt: 'Left', max_tokens: 100, stream: false },
-    right: { type: 'agent', provider: 'openai', model: 'gpt-4.1-mini', prompt: 'Right', max_tokens: 100, stream: false },
-    join: { type: 'transform', needs: ['left', 'right'], expr: '$left.text & $right.text' },
-  },
-  outputs: { text: '$join' },
-};
 
 async function launchBudgeted(engine: Engine, definition: unknown, budgetUsd: number, mode: 'auto' | 'step' = 'auto'): Promise<string> {
   const v = await engine.registerWorkflow(definition);
