@@ -16,7 +16,7 @@ import {
   deleteCredential, getCredential, insertCredential, listCredentials, notifyCredentialsChanged, updateCredential, type CredentialKind,
 } from '../../store/credentials.ts';
 import { builtinFor, CredentialProviders, PROVIDER_NAME_PATTERN, RESERVED_NAME } from '../credential-providers.ts';
-import { sqlState, SQLSTATE, type Db } from '../../store/db.ts';
+import { sqlState, SQLSTATE } from '../../store/db.ts';
 import { HttpProblem, notFound, type FieldError } from '../http/problem.ts';
 import { callerOf, defineRoute, type AnyRoute } from '../http/route.ts';
 import { IdParams, Nullable, page, pageQuery, Timestamp, Uuid } from '../schemas.ts';
