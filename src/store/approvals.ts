@@ -92,18 +92,18 @@ export async function listRunApprovals(q: Queryable, runId: string): Promise<App
   return rows;
 }
 
-/** Approvals of the viewer's runs (admins: every run's), newest first, optionally of one status. */
+/** Approvals of the viewer's runs (admins: every run's) by creation time, optionally of one status. */
 export async function listApprovals(
   q: Queryable,
   viewer: Viewer,
-  f: { status: ApprovalStatus | undefined; limit: number; offset: number },
+  f: { status: ApprovalStatus | undefined; limit: number; offset: number; order: 'asc' | 'desc' },
 ): Promise<{ items: ApprovalRecord[]; total: number }> {
   const where = `WHERE ($1::boolean OR r.owner_id = $2) AND ($3::text IS NULL OR a.status = $3)`;
   const params = [viewer.admin, viewer.userId, f.status ?? null];
   const [items, total] = await Promise.all([
     q.query<ApprovalRecord>(
       `SELECT ${COLUMNS.split(', ').map((c) => `a.${c}`).join(', ')} FROM approvals a JOIN runs r ON r.id = a.run_id ${where}
-       ORDER BY a.created_at DESC, a.id LIMIT $4 OFFSET $5`,
+       ORDER BY a.created_at ${f.order === 'asc' ? 'ASC' : 'DESC'}, a.id LIMIT $4 OFFSET $5`,
       [...params, f.limit, f.offset],
     ),
     q.query<{ n: number }>(`SELECT count(*)::int AS n FROM approvals a JOIN runs r ON r.id = a.run_id ${where}`, params),

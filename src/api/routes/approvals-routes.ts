@@ -59,13 +59,13 @@ export const approvalsRoutes: AnyRoute[] = [
   }),
   defineRoute({
     method: 'GET', path: '/api/approvals', policy: 'user', operationId: 'listApprovals', tags,
-    summary: 'Approvals of your runs (admins: of all runs), newest first; ?status=pending for what waits on someone',
+    summary: 'Approvals of your runs (admins: of all runs), newest first unless order=asc; ?status=pending for what waits on someone',
     query: pageQuery({ status: Type.Optional(Status) }, ['created_at']),
     responses: { 200: { description: 'A page of approvals', schema: page(ApprovalSchema) }, ...errors(400, 401) },
     handler: async (ctx) => {
       const p = paging(ctx.query, 'created_at');
       const status = ctx.query.status as ApprovalStatus | undefined;
-      const result = await listApprovals(ctx.services.db, viewerOf(ctx), { status, limit: p.limit, offset: p.offset });
+      const result = await listApprovals(ctx.services.db, viewerOf(ctx), { status, limit: p.limit, offset: p.offset, order: p.order });
       return { body: { items: result.items, total: result.total, limit: p.limit, offset: p.offset } };
     },
   }),
