@@ -343,7 +343,7 @@ for (const backend of BACKENDS) {
       await t.api.services.db.transaction(async (tx) => {
         await insertCredential(tx, {
           id, name: 'from-elsewhere', kind: 'anthropic', baseUrl: 'https://anthropic.example.test', defaultModel: null,
-          allowPrivate: false, apiKeySealed: providers.box.seal('sk-elsewhere', id), createdBy: null,
+          allowPrivate: false, apiKeySealed: providers.seal('sk-elsewhere', id), createdBy: null,
         });
         await notifyCredentialsChanged(tx);
       });

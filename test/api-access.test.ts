@@ -70,6 +70,11 @@ const CASES: Record<string, Case> = {
   'POST /api/runs/:id/steps/:stepId/trigger': { expect: owned(409), body: () => ({}) },
   'POST /api/runs/:id/steps/:stepId/retry': { expect: owned(409) },
   'GET /api/runs/:id/events': { expect: owned(200) },
+  'GET /api/runs/:id/approvals': { expect: owned(200) },
+  // The fixture run never paused, so it has no approval: 404 once you may see the run (the
+  // owner-vs-other difference with a real approval is in test/budget-api.test.ts).
+  'POST /api/runs/:id/approvals/:approvalId': { expect: owned(404), body: () => ({ decision: 'approve' }) },
+  'GET /api/approvals': { expect: signedIn(200) },
   'GET /api/ws': { expect: all(426) },
   'GET /api/runs/:id/artifacts': { expect: owned(200) },
   'GET /api/runs/:id/artifacts/:stepId/:name': { expect: owned(200) },
@@ -90,6 +95,10 @@ const CASES: Record<string, Case> = {
   'PATCH /api/credentials/:id': { expect: adminOnly(200), body: () => ({ default_model: 'llama3.2' }) },
   'DELETE /api/credentials/:id': { expect: adminOnly(204), fresh: true },
   'GET /api/providers': { expect: signedIn(200) },
+  'GET /api/prices': { expect: signedIn(200) },
+  'PUT /api/prices/:provider/:model': { expect: adminOnly(200), body: () => ({ input_per_1m: 1, output_per_1m: 2 }) },
+  // Runs after the PUT above (route order), which stored the override it removes.
+  'DELETE /api/prices/:provider/:model': { expect: adminOnly(204) },
   'GET /api/health': { expect: all(200) },
   'GET /api/health/live': { expect: all(200) },
   'GET /metrics': { expect: all(200) },
@@ -123,7 +132,9 @@ function fillPath(path: string, f: Fixture): string {
   if (path.startsWith('/api/agents')) return path.replace(':name', f.agentName);
   const base = path.startsWith('/api/users') ? f.victimId : path.startsWith('/api/tokens') ? f.tokenId : path.startsWith('/api/workflows') ? f.workflowId
     : path.startsWith('/api/credentials') ? f.credentialId : f.runId;
+  if (path.startsWith('/api/prices')) return path.replace(':provider', 'fixture').replace(':model', 'model-1');
   return path
+    .replace(':approvalId', '00000000-0000-4000-8000-00000000a000')
     .replace(':id', base)
     .replace(':stepId', 'a')
     .replace(':name', 'output')

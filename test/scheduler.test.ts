@@ -67,19 +67,21 @@ function wfOf(spec: Record<string, StepSpec>): CompiledWorkflow {
 
 /**
  * `st(wf, {a: 'succeeded', b: 'running/2', c: 'failed/4~3', route: 'succeeded@good'}, 'paused', 'step')`;
- * unlisted steps are pending/0; `~n` is the attempt base. In step mode a 'waiting' step never ran (attempt 0).
+ * unlisted steps are pending/0; `~n` is the attempt base; `^parked` marks a step a budget pause
+ * handed back (pending). In step mode a 'waiting' step never ran (attempt 0).
  */
 function st(wf: CompiledWorkflow, steps: Record<string, string>, run: RunStatus = 'running', mode?: RunMode): RunState {
   const out: Record<string, StepState> = {};
   for (const id of wf.order) {
     const text = steps[id] ?? 'pending';
-    const m = /^(\w+)(?:\/(\d+))?(?:~(\d+))?(?:@(\w*))?$/.exec(text);
+    const m = /^(\w+)(?:\/(\d+))?(?:~(\d+))?(?:@(\w*))?(\^parked)?$/.exec(text);
     assert.ok(m, `bad step state ${text}`);
     const status = m[1] as StepStatus;
     const ran = status === 'running' || status === 'succeeded' || status === 'failed' || (status === 'waiting' && mode !== 'step');
     const s: StepState = { status, attempt: m[2] !== undefined ? Number(m[2]) : ran ? 1 : 0 };
     if (m[3] !== undefined) s.attemptBase = Number(m[3]);
     if (m[4] !== undefined) s.branch = m[4] === '' ? null : m[4];
+    if (m[5] !== undefined) s.parked = true;
     out[id] = s;
   }
   return mode === undefined ? { status: run, steps: out } : { status: run, steps: out, mode };
@@ -135,6 +137,7 @@ function applyCommands(state: RunState, event: SchedulerEvent, commands: EngineC
     const s = steps[id];
     assert.ok(s, `command for unknown step ${id}`);
     s.status = to;
+    delete s.parked;
   };
   for (const c of commands) {
     if (c.type === 'queue_step' || c.type === 'retry_step') set(c.stepId, 'queued');
@@ -726,6 +729,29 @@ table('step mode', [
   { name: 'resume: a held retry is queued, not made to wait', wf: pauseWf, state: stepSt(pauseWf, { a: 'pending/1', c: 'succeeded', z: 'succeeded', y: 'succeeded' }, 'paused'), event: { type: 'run_resumed' }, expect: ['status running', 'queue a', 'wait d'] },
   { name: 'cancel cancels waiting steps', wf: chain, state: stepSt(chain, { a: 'waiting' }, 'waiting'), event: { type: 'run_cancelled' }, expect: ['cancel a', 'cancel b', 'cancel c', 'finish cancelled'] },
 ]);
+
+// ---------------------------------------------------------------------------------------
+// Budget pause: the worker hands the attempt back (pending, parked, its family's count kept by
+// attempt_base + 1) and the run pauses; resume queues the parked step without deciding it again.
+
+table('budget pause (parked steps)', [
+  { name: 'the pause itself: only the run status changes', wf: chain, state: st(chain, { a: 'pending/1~1^parked' }), event: { type: 'run_paused' }, expect: ['status paused'] },
+  { name: 'auto mode: resume queues the parked step', wf: chain, state: st(chain, { a: 'pending/1~1^parked' }, 'paused'), event: { type: 'run_resumed' }, expect: ['status running', 'queue a'] },
+  { name: 'step mode: resume queues the parked step (it was triggered already), the run runs', wf: chain, state: stepSt(chain, { a: 'pending/1~1^parked' }, 'paused'), event: { type: 'run_resumed' }, expect: ['status running', 'queue a'] },
+  { name: 'step mode, for contrast: a pending step that was never admitted waits for a trigger', wf: chain, state: stepSt(chain, { a: 'pending/1~1' }, 'paused'), event: { type: 'run_resumed' }, expect: ['status waiting', 'wait a'] },
+  { name: 'a parked retry attempt keeps its family count and is queued', wf: pauseWf, state: st(pauseWf, { a: 'pending/2~1^parked', c: 'succeeded', d: 'succeeded', z: 'succeeded', y: 'succeeded' }, 'paused'), event: { type: 'run_resumed' }, expect: ['status running', 'queue a'] },
+  { name: 'paused: another step finishing leaves the parked one pending', wf: diamond, state: st(diamond, { a: 'succeeded', b: 'pending/1~1^parked', c: 'running' }, 'paused'), event: ok('c'), expect: [] },
+  { name: 'cancel (a rejected approval) cancels the parked step', wf: chain, state: st(chain, { a: 'pending/1~1^parked' }, 'paused'), event: { type: 'run_cancelled' }, expect: ['cancel a', 'cancel b', 'cancel c', 'finish cancelled'] },
+]);
+
+void describe('budget pause: a parked step counts as admitted', () => {
+  void it('a retry of a failed need is blocked while a dependent is parked', () => {
+    const wf = wfOf({ x: { onError: 'continue' }, j: { needs: ['x'], trigger: 'all_done' } });
+    const state = st(wf, { x: 'failed', j: 'pending/1~1^parked' }, 'paused');
+    assert.deepEqual(planRetry(wf, state, 'x').blockedBy, { stepId: 'j', status: 'pending', relation: 'dependent', of: 'x' });
+    assert.deepEqual(run(wf, state, retryReq('x')).lines, []);
+  });
+});
 
 void describe('step mode: what a trigger does not do', () => {
   const cases: [string, RunState, SchedulerEvent][] = [

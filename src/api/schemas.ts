@@ -125,6 +125,25 @@ export const RunFileSchema = Type.Object({
   created_at: Timestamp,
 });
 
+export const ApprovalSchema = Type.Object({
+  id: Uuid,
+  run_id: Uuid,
+  step_id: Nullable(Type.String({ description: 'The step that asked (budget: the first step the pause parked)' })),
+  kind: Type.Literal('budget', { description: 'budget: a step\'s next model call would pass the run\'s budget_usd' }),
+  status: Type.Union([Type.Literal('pending'), Type.Literal('approved'), Type.Literal('rejected')]),
+  data: Type.Object({
+    step_id: Type.Optional(Type.String()),
+    estimate_usd: Type.Optional(Type.Number({ description: 'What the refused calls are estimated to cost, together' })),
+    spent_usd: Type.Optional(Type.Number({ description: 'What the run had spent' })),
+    budget_usd: Type.Optional(Type.Number({ description: 'The budget the calls did not fit in' })),
+    steps: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: 'Each parked step → its refused call\'s estimate' })),
+  }, { additionalProperties: true }),
+  decided_by: Nullable(Type.String()),
+  decided_at: Nullable(Timestamp),
+  comment: Nullable(Type.String()),
+  created_at: Timestamp,
+});
+
 export const RunDetailSchema = Type.Composite([
   RunSummarySchema,
   Type.Object({
@@ -135,6 +154,7 @@ export const RunDetailSchema = Type.Composite([
     artifacts: Type.Array(ArtifactSummarySchema),
     files: Type.Array(RunFileSchema, { description: 'Binary files the steps produced (images, bundles), served at their url' }),
     votes: Type.Array(Type.Unknown(), { description: 'Council votes on approval steps (none until the run has approval steps).' }),
+    approvals: Type.Array(ApprovalSchema, { description: 'Decisions asked of people (budget pauses), oldest first' }),
   }),
 ]);
 

@@ -150,6 +150,18 @@ export async function loadSecretBox(config: Pick<ApiConfig, 'dataDir' | 'secretK
   }
 }
 
+/**
+ * The SecretBox of a process that must not make a key of its own (`weft worker`, `weft run`:
+ * a key generated here could never open what the server stored): from `config.secretKey`, else
+ * `<dataDir>/secret.key` if it exists; undefined when neither is there.
+ */
+export async function findSecretBox(config: Pick<ApiConfig, 'dataDir' | 'secretKey'>, log: Logger): Promise<SecretBox | undefined> {
+  if (config.secretKey) return new SecretBox(parseSecretKey(config.secretKey, 'WEFT_SECRET_KEY'));
+  const path = join(config.dataDir, SECRET_KEY_FILE_NAME);
+  const stored = await readKeyFile(path, log);
+  return stored === undefined ? undefined : new SecretBox(parseSecretKey(stored, path));
+}
+
 async function readKeyFile(path: string, log: Logger): Promise<string | undefined> {
   try {
     const text = await readFile(path, 'utf8');

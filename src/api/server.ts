@@ -23,12 +23,14 @@ import { buildOpenApi } from './openapi.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { loadTemplates } from './template-files.ts';
 import { agentsRoutes } from './routes/agents-routes.ts';
+import { approvalsRoutes } from './routes/approvals-routes.ts';
 import { artifactsRoutes } from './routes/artifacts-routes.ts';
 import { authRoutes } from './routes/auth-routes.ts';
 import { credentialsRoutes, startCredentialProviders } from './routes/credentials-routes.ts';
 import { docsRoutes } from './routes/docs-routes.ts';
 import { eventsRoutes } from './routes/events-routes.ts';
 import { filesRoutes } from './routes/files-routes.ts';
+import { pricesRoutes, startPriceSync } from './routes/prices-routes.ts';
 import { providersRoutes } from './routes/providers-routes.ts';
 import { runsRoutes } from './routes/runs-routes.ts';
 import { setupPageRoutes } from './routes/setup-page-routes.ts';
@@ -67,8 +69,9 @@ export interface ApiServer {
 /** Every route the server serves, in one list (the route × role test walks it). */
 export function apiRoutes(document: () => Record<string, unknown>): AnyRoute[] {
   return [
-    ...authRoutes, ...usersRoutes, ...tokensRoutes, ...workflowsRoutes, ...runsRoutes, ...eventsRoutes,
-    ...artifactsRoutes, ...filesRoutes, ...agentsRoutes, ...credentialsRoutes, ...providersRoutes, ...systemRoutes, ...docsRoutes(document),
+    ...authRoutes, ...usersRoutes, ...tokensRoutes, ...workflowsRoutes, ...runsRoutes, ...approvalsRoutes, ...eventsRoutes,
+    ...artifactsRoutes, ...filesRoutes, ...agentsRoutes, ...credentialsRoutes, ...providersRoutes, ...pricesRoutes, ...systemRoutes,
+    ...docsRoutes(document),
     ...setupPageRoutes,
   ];
 }
@@ -100,6 +103,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   }
   // Stored credentials join the provider registry before the first request.
   const providers = await startCredentialProviders(services);
+  // And the stored prices join the price table (costs and budget estimates).
+  const prices = await startPriceSync(services);
 
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
@@ -136,6 +141,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       await sockets.close();
       await feed.stop();
       await providers.stop();
+      await prices.stop();
       server.closeIdleConnections();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Streams (SSE) do not end by themselves: give them a moment, then cut them.

@@ -18,8 +18,8 @@ const USAGE = `weft — durable workflows for AI agents
 
 Usage:
   weft serve [--port N] [--host H] [--data DIR | --db URL] [--concurrency N] [--workers 0]
-  weft run FILE [--input key=value]... [--inputs FILE.json] [--db URL | --data DIR] [--workers N] [--detach]
-  weft worker [--db URL] [--concurrency N] [--health-port P]
+  weft run FILE [--input key=value]... [--inputs FILE.json] [--db URL | --data DIR] [--workers N] [--detach] [--budget USD] [--provider NAME]
+  weft worker [--db URL] [--concurrency N] [--health-port P] [--data DIR]
   weft status RUN_ID [--wait] [--db URL | --data DIR]
   weft validate FILE
   weft migrate [--db URL | --data DIR]

@@ -5,11 +5,14 @@ import { DEFAULT_WORKER_OPTIONS } from '../engine/worker.ts';
 import { migrate } from '../store/migrate.ts';
 import { openPg } from '../store/pg-db.ts';
 import { parse, UsageError } from './args.ts';
+import { followStoredSettings, type StoredSettings } from './stored-settings.ts';
 
-const USAGE = `Usage: weft worker [--db URL] [--concurrency N] [--health-port P] [--drain-ms MS] [--lease-ms MS]
+const USAGE = `Usage: weft worker [--db URL] [--concurrency N] [--health-port P] [--drain-ms MS] [--lease-ms MS] [--data DIR]
 
 Runs steps from the shared PostgreSQL (--db or DATABASE_URL) until SIGTERM/SIGINT, then stops
-claiming, lets running steps finish within --drain-ms and hands the rest back.`;
+claiming, lets running steps finish within --drain-ms and hands the rest back. Stored
+credentials and prices are loaded from the database and followed; credential keys open with
+WEFT_SECRET_KEY or the server's DIR/secret.key (--data, default WEFT_DATA or ./.weft).`;
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -26,6 +29,7 @@ export async function workerCommand(args: string[]): Promise<number> {
     'health-port': { type: 'string' },
     'drain-ms': { type: 'string' },
     'lease-ms': { type: 'string' },
+    data: { type: 'string' },
   }, USAGE);
   if (positionals.length > 0) throw new UsageError(USAGE);
   const url = values.db ?? process.env['DATABASE_URL'];
@@ -46,6 +50,7 @@ export async function workerCommand(args: string[]): Promise<number> {
   const log = streamLogger((line) => process.stderr.write(line));
   const db = await openPg({ connectionString: url, max: concurrency + 4 });
   const engine = new Engine({ db, log, worker });
+  let settings: StoredSettings | undefined;
   const health = healthPort === undefined ? undefined : await startHealthServer(db, engine.worker!, healthPort);
   try {
     // Retried until the database answers: a worker started before PostgreSQL waits for it.
@@ -58,6 +63,7 @@ export async function workerCommand(args: string[]): Promise<number> {
         await new Promise((resolve) => setTimeout(resolve, wait));
       }
     }
+    settings = await followStoredSettings(db, log, values.data ?? process.env['WEFT_DATA'] ?? '.weft');
     await engine.start();
     log.info('worker started', { worker: engine.worker!.id, concurrency, lease_ms: leaseMs, db: db.description, health_port: healthPort });
     // The worker's own timers are unref'd and its sockets close while PostgreSQL is down: this
@@ -73,6 +79,7 @@ export async function workerCommand(args: string[]): Promise<number> {
     log.info('stopped', { worker: engine.worker!.id });
     return 0;
   } finally {
+    await settings?.stop();
     await new Promise((resolve) => (health ? health.close(resolve) : resolve(undefined)));
     await db.close();
   }

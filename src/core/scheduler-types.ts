@@ -25,6 +25,12 @@ export interface StepState {
   attemptBase?: number;
   /** For a succeeded condition step: the branch it picked. */
   branch?: string | null;
+  /**
+   * Pending, but already admitted: a budget pause handed its attempt back before it spent
+   * anything (the run paused into an approval). Resume queues it like a held retry — also in
+   * step mode, where it was triggered already — instead of deciding it again.
+   */
+  parked?: true;
 }
 
 export interface RunState {

@@ -68,8 +68,10 @@
  *   no work is started: a step that would be queued stays 'pending' (no command), and a step
  *   that would be retried gets `hold_step` (→ 'pending', attempt unchanged, the failed
  *   attempt's error attached) instead of `retry_step`. Skips, failures and run completion still
- *   happen while paused. On resume a held step (pending with attempt > 0) is queued at once
- *   with `queue_step`: the backoff is not replayed (the pause stands in for it).
+ *   happen while paused. On resume a held step (pending with attempts in its family) is queued
+ *   at once with `queue_step`: the backoff is not replayed (the pause stands in for it).
+ *   A parked step (pending, `parked`: a budget pause handed its attempt back, see StepState)
+ *   is treated like a held step: resume queues it, in step mode too (no second trigger).
  *
  * Step mode (state.mode 'step')
  *   Wherever auto mode would queue a step it has decided to run, step mode gives wait_step: the
@@ -337,9 +339,10 @@ export function planRetry(wf: CompiledWorkflow, state: RunState, stepId: string)
   return { resets };
 }
 
-/** Started, or decided to start: queued, running, a held retry, or (auto mode) waiting in flight. */
+/** Started, or decided to start: queued, running, a held retry or parked step, or (auto mode) waiting in flight. */
 function admitted(s: StepState, stepMode: boolean): boolean {
-  return s.status === 'queued' || s.status === 'running' || (s.status === 'waiting' && !stepMode) || (s.status === 'pending' && familyAttempts(s) > 0);
+  return s.status === 'queued' || s.status === 'running' || (s.status === 'waiting' && !stepMode)
+    || (s.status === 'pending' && (familyAttempts(s) > 0 || s.parked === true));
 }
 
 type Verdict = 'wait' | 'queue' | 'upstream' | 'branch';
@@ -471,8 +474,10 @@ class Draft {
     if (want !== this.status) this.emit({ type: 'set_run_status', status: want });
   }
 
+  /** A parked step that moves on (queued, skipped, cancelled…) is no longer parked. */
   private setStatus(id: string, status: StepStatus): void {
-    this.put(id, { ...this.stateOf(id), status });
+    const { parked: _parked, ...rest } = this.stateOf(id);
+    this.put(id, { ...rest, status });
   }
 
   /** A step missing from the state counts as pending, attempt 0. */
@@ -513,9 +518,10 @@ class Draft {
       const step = own(this.wf.steps, id);
       const s = this.stateOf(id);
       if (!step || s.status !== 'pending') continue;
-      // A pending step with attempts behind it in its family was held for retry while paused:
-      // already admitted (and, in step mode, already triggered).
-      const held = familyAttempts(s) > 0;
+      // A pending step with attempts behind it in its family was held for retry while paused,
+      // and a parked one was handed back by a budget pause: already admitted (and, in step
+      // mode, already triggered).
+      const held = familyAttempts(s) > 0 || s.parked === true;
       const v = held ? 'queue' : verdict(step, this.steps);
       if (v === 'wait') continue;
       if (v === 'queue') {

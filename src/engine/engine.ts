@@ -12,12 +12,14 @@ import { checkLaunchInputs } from '../core/inputs.ts';
 import { decide, initialState, planRetry, type RetryPlan } from '../core/scheduler.ts';
 import { TERMINAL_RUN, type Random, type RunMode, type RunStatus, type SchedulerEvent, type StepState } from '../core/scheduler-types.ts';
 import { transactionWithRetry, type Db, type Queryable } from '../store/db.ts';
+import type { ApprovalRecord } from '../store/approvals.ts';
 import { listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
 import { findRunByIdempotencyKey, getRun, getRunStatus, insertRun, type LockedRun, type RunRow, type StepRunRow } from '../store/runs.ts';
 import { insertStepRuns, loadStepStates, setStepOverrides, waitSteps, writeDecision, type StepStates } from '../store/step-runs.ts';
 import { definitionHash, ensureVersion, findWorkflowByName, insertWorkflow, lockWorkflow } from '../store/workflows.ts';
 import type { StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceRequest, type AdvanceResult } from './advance.ts';
+import { approvalDecisionRequest, checkApprovalDecision, type ApprovalDecision } from './approval-decision.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { VersionCache } from './version-cache.ts';
@@ -278,6 +280,24 @@ export class Engine {
         expectCommand(d.commands, 'restart_step', runId, stepId);
       },
     });
+  }
+
+  /**
+   * Decides a pending approval of the run (a budget pause): approve — optionally with a new
+   * budget_usd, which must cover what the run has spent — resumes the run and its parked
+   * steps; reject cancels the run. One transaction under the run lock (approval-decision.ts).
+   * Approving without a higher budget re-runs the parked steps under the old one: a step whose
+   * call still does not fit pauses the run again, into a new approval.
+   *
+   * WEFT_NOT_FOUND: no such approval on this run. WEFT_CONFLICT: decided already, or closed
+   * when the run finished. WEFT_INVALID_INPUTS: a bad decision, or budget_usd below spending.
+   */
+  async decideApproval(runId: string, approvalId: string, decision: ApprovalDecision): Promise<{ status: RunStatus; approval: ApprovalRecord }> {
+    checkApprovalDecision(decision);
+    const { request, decided } = approvalDecisionRequest(runId, approvalId, decision, new Date(this.clock.now()));
+    const status = await this.controlStep(request);
+    this.worker?.wake();
+    return { status, approval: decided.approval! };
   }
 
   /** The run's step states and the one step, under the run lock; WEFT_NOT_FOUND for another owner's run or an unknown step. */

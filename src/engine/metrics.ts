@@ -37,6 +37,8 @@ export class WorkerMetrics {
   failed = 0;
   retried = 0;
   leaseLost = 0;
+  /** Attempts handed back because the run's budget did not cover their next model call. */
+  budgetHolds = 0;
   readonly claimLatency = new Histogram(LATENCY_BUCKETS);
   readonly stepDuration = new Histogram(DURATION_BUCKETS);
 
@@ -49,6 +51,7 @@ export class WorkerMetrics {
       ...counter('weft_steps_failed_total', 'Step attempts that failed (retried or not).', this.failed),
       ...counter('weft_steps_retried_total', 'Failed attempts scheduled for a retry.', this.retried),
       ...counter('weft_leases_lost_total', 'Attempts abandoned because their lease was lost.', this.leaseLost),
+      ...counter('weft_budget_holds_total', 'Attempts handed back because the run budget did not cover their next model call.', this.budgetHolds),
       ...this.claimLatency.render('weft_claim_latency_seconds', 'From a step becoming ready to its claim.'),
       ...this.stepDuration.render('weft_step_duration_seconds', 'Duration of step attempts.'),
       ...gauge('weft_steps_in_flight', 'Attempts running in this worker.', gauges.inFlight),

@@ -30,6 +30,7 @@ import { executors } from '../steps/registry.ts';
 import type { StepOverrides, StepResult, StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { AgentCache } from './agent-cache.ts';
+import { budgetHoldRequest } from './budget-hold.ts';
 import { OutputStream } from './output-stream.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
@@ -74,6 +75,8 @@ type AttemptOutcome =
   | { kind: 'succeeded'; result: StepResult; output: unknown }
   | { kind: 'guard_false' }
   | { kind: 'failed'; error: ErrorRecord }
+  /** The executor refused a model call the run's budget does not cover: park the step, pause into an approval. */
+  | { kind: 'budget_exceeded'; error: WeftError }
   /** Cancelled or lease lost: someone else owns what happens next; write nothing. */
   | { kind: 'abandoned'; reason: WeftError };
 
@@ -262,6 +265,7 @@ export class Worker {
       if (reason instanceof WeftError && (reason.code === 'WEFT_CANCELLED' || reason.code === 'WEFT_LEASE_LOST')) {
         return { kind: 'abandoned', reason };
       }
+      if (reason instanceof WeftError && reason.code === 'WEFT_BUDGET_EXCEEDED') return { kind: 'budget_exceeded', error: reason };
       return { kind: 'failed', error: toErrorRecord(reason) };
     } finally {
       clearTimeout(timer);
@@ -295,6 +299,11 @@ export class Worker {
         },
         events: [attemptEvent(c, 'step_succeeded', { duration_ms: durationMs, ...(branch !== null ? { branch } : {}), ...(usage?.simulated ? { simulated: true } : {}) })],
       };
+    } else if (outcome.kind === 'budget_exceeded') {
+      request = budgetHoldRequest(c, fence, outcome.error, at, durationMs);
+      this.deps.log.info('budget exceeded; run paused for approval', {
+        worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt, ...outcome.error.details,
+      });
     } else {
       const error = outcome.kind === 'failed' ? outcome.error : null;
       const event: SchedulerEvent = outcome.kind === 'failed'
@@ -310,6 +319,7 @@ export class Worker {
     this.metrics.stepDuration.observe(durationMs / 1000);
     if (outcome.kind === 'succeeded') this.metrics.completed++;
     if (outcome.kind === 'failed') this.metrics.failed++;
+    if (outcome.kind === 'budget_exceeded') this.metrics.budgetHolds++;
     const result = await this.advanceSafely(request, c);
     if (result?.retried) this.metrics.retried++;
     return result?.claimed;

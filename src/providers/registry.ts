@@ -28,8 +28,14 @@ interface BaseProviderConfig {
   requiresKey?: boolean;
   defaultModel?: string;
   headers?: Record<string, string>;
-  /** Timeouts and retries; the network policy comes from `configureProviders`. */
+  /** Timeouts and retries; the network policy is `allowPrivateNetwork` below and `configureProviders`'. */
   http?: Omit<ProviderHttpOptions, 'allowPrivateNetwork'>;
+  /**
+   * This endpoint may be on loopback or a private network (a stored credential's
+   * `allow_private`: a local Ollama) even when the server-wide policy says no. Only opens:
+   * false or absent leaves the server-wide policy.
+   */
+  allowPrivateNetwork?: boolean;
 }
 
 /** An endpoint speaking the OpenAI chat-completions and images API. */
@@ -56,7 +62,7 @@ export type ProviderConfig = OpenAICompatibleProviderConfig | AnthropicProviderC
 export interface ProvidersSetup {
   /** Added to (or, by name, replacing) the built-in `openai` and `anthropic`. */
   providers: ProviderConfig[];
-  /** WEFT_ALLOW_PRIVATE_NETWORK: base URLs may be loopback/private (Ollama on localhost). */
+  /** WEFT_ALLOW_PRIVATE_NETWORK: every base URL may be loopback/private (Ollama on localhost); a provider's own setting can open it for that provider alone. */
   allowPrivateNetwork: boolean;
   /** Where keys and base URLs are read from (default process.env). */
   env?: NodeJS.ProcessEnv;
@@ -123,7 +129,7 @@ function build(config: ProviderConfig, allowPrivateNetwork: boolean, env: NodeJS
   if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
     return unavailable(`its base URL${where} is not a valid http(s) URL`);
   }
-  const http: ProviderHttpOptions = { ...config.http, allowPrivateNetwork };
+  const http: ProviderHttpOptions = { ...config.http, allowPrivateNetwork: allowPrivateNetwork || config.allowPrivateNetwork === true };
   const common = { name: config.name, baseUrl, defaultModel: config.defaultModel, ...(config.headers ? { headers: config.headers } : {}), http };
   const provider =
     config.kind === 'anthropic'

@@ -50,6 +50,9 @@ export interface LockedRun {
   status: RunStatus;
   versionId: string;
   mode: RunMode;
+  /** What the run has spent (USD), this request's usage included, and its budget_usd (null: none). */
+  spentUsd: number;
+  budgetUsd: number | null;
 }
 
 /**
@@ -65,15 +68,24 @@ export interface LockedRun {
  * join would never be scheduled — seen on PostgreSQL, not on single-connection PGlite).
  */
 export async function lockRun(q: Queryable, runId: string, at: Date, usage?: UsageDelta): Promise<LockedRun | undefined> {
-  const { rows } = await q.query<{ status: RunStatus; version_id: string; mode: RunMode }>(
+  const { rows } = await q.query<{ status: RunStatus; version_id: string; mode: RunMode; spent_usd: number; budget_usd: number | null }>(
     `UPDATE runs SET updated_at = $2,
        tokens_in = tokens_in + $3, tokens_out = tokens_out + $4, cost_usd = cost_usd + $5, simulated = simulated OR $6
      WHERE id = $1
-     RETURNING status, version_id, mode`,
+     RETURNING status, version_id, mode, cost_usd::float8 AS spent_usd, budget_usd::float8 AS budget_usd`,
     [runId, at, usage?.tokensIn ?? 0, usage?.tokensOut ?? 0, usage?.costUsd ?? 0, usage?.simulated ?? false],
   );
   const row = rows[0];
-  return row && { status: row.status, versionId: row.version_id, mode: row.mode };
+  return row && {
+    status: row.status, versionId: row.version_id, mode: row.mode,
+    spentUsd: Number(row.spent_usd), budgetUsd: row.budget_usd === null ? null : Number(row.budget_usd),
+  };
+}
+
+/** Sets a run's budget_usd (an approval that raises it); the caller holds the run lock. */
+export async function setRunBudget(q: Queryable, runId: string, budgetUsd: number, at: Date): Promise<void> {
+  const { rowCount } = await q.query('UPDATE runs SET budget_usd = $2, updated_at = $3 WHERE id = $1', [runId, budgetUsd, at]);
+  if (rowCount !== 1) throw new WeftError('WEFT_NOT_FOUND', `run ${runId} not found`);
 }
 
 /**
@@ -94,8 +106,15 @@ export async function finishRun(
   runId: string,
   f: { status: 'succeeded' | 'failed' | 'cancelled'; outputs: unknown; error: unknown; at: Date },
 ): Promise<void> {
+  // A finished run needs no decision any more: an approval still open (say the run was
+  // cancelled, or resumed by hand and then finished) is closed in the same statement, so
+  // no list of pending approvals shows a run that is over.
   await q.query(
-    `UPDATE runs SET status = $2, outputs = $3::jsonb, error = $4::jsonb, finished_at = $5, updated_at = $5 WHERE id = $1`,
+    `WITH closed AS (
+       UPDATE approvals SET status = 'rejected', decided_at = $5, comment = 'closed unanswered: the run was ' || $2::text || ' first'
+       WHERE run_id = $1 AND status = 'pending'
+     )
+     UPDATE runs SET status = $2, outputs = $3::jsonb, error = $4::jsonb, finished_at = $5, updated_at = $5 WHERE id = $1`,
     [runId, f.status, f.outputs === undefined ? null : JSON.stringify(f.outputs), f.error === undefined ? null : JSON.stringify(f.error), f.at],
   );
 }

@@ -75,15 +75,21 @@ export type StepStates = Record<string, StepState>;
  * Every step's state of run $1, as one JSON value. Fenced writes select it in the same
  * statement: the main query reads the statement's snapshot, which does not include the CTE's
  * own update, so the fenced step still shows as 'running' — the state the scheduler expects.
+ * `parked` (see StepState) is a pending step whose error is the budget refusal parkAttempt
+ * recorded: every other write that makes a step pending clears the error or leaves a
+ * failure's (holdStep, after releaseAttempt), so no extra column is needed to tell them apart.
  */
-const STATES = `(SELECT json_agg(json_build_array(step_id, status, attempt, branch, attempt_base)) FROM step_runs WHERE run_id = $1) AS steps`;
+const STATES = `(SELECT json_agg(json_build_array(step_id, status, attempt, branch, attempt_base,
+  status = 'pending' AND error->>'code' = 'WEFT_BUDGET_EXCEEDED')) FROM step_runs WHERE run_id = $1) AS steps`;
 
-type StatesJson = [string, StepStatus, number, string | null, number][] | null;
+type StatesJson = [string, StepStatus, number, string | null, number, boolean][] | null;
 
 function toStates(json: StatesJson): StepStates {
   const steps: StepStates = {};
-  for (const [id, status, attempt, branch, attemptBase] of json ?? []) {
-    steps[id] = attemptBase > 0 ? { status, attempt, branch, attemptBase } : { status, attempt, branch };
+  for (const [id, status, attempt, branch, attemptBase, parked] of json ?? []) {
+    const s: StepState = attemptBase > 0 ? { status, attempt, branch, attemptBase } : { status, attempt, branch };
+    if (parked) s.parked = true;
+    steps[id] = s;
   }
   return steps;
 }
@@ -206,6 +212,35 @@ export async function releaseAttempt(
     [f.runId, f.stepId, f.attempt, f.workerId, f.error === null ? null : JSON.stringify(f.error), f.at, f.durationMs],
   );
   return fenced(rows);
+}
+
+/**
+ * Hands a claimed attempt back without counting it (a budget pause: the executor refused to
+ * make a model call the run's budget does not cover): the step goes back to pending with its
+ * lease cleared and the refusal as its error, which marks it parked (see STATES). Fenced like
+ * completeAttempt; returns the step states read after the write, or undefined when the fence
+ * held nothing.
+ *
+ * `attempt` stays as the claim left it: it never decreases, because it fences workers (a
+ * stale worker of this attempt must keep failing its fence). The retry policy counts
+ * `attempt − attempt_base`, so `attempt_base + 1` keeps that count where it was before the
+ * claim: the hold costs the step none of its retries or lease-loss allowance, however many
+ * times the run pauses. The price of reusing attempt_base: the step's idempotency key (which
+ * a non-zero attempt_base changes, see worker.ts) is new after a hold — harmless, since the
+ * refused call was never sent.
+ */
+export async function parkAttempt(
+  q: Queryable,
+  f: AttemptFence & { error: ErrorRecord; at: Date; durationMs: number },
+): Promise<StepStates | undefined> {
+  const { rowCount } = await q.query(
+    `UPDATE step_runs SET status = 'pending', attempt_base = attempt_base + 1, lease_owner = NULL, lease_expires_at = NULL,
+       available_at = NULL, error = $5::jsonb, finished_at = $6, duration_ms = $7
+     WHERE run_id = $1 AND step_id = $2 AND attempt = $3 AND lease_owner = $4 AND status = 'running'`,
+    [f.runId, f.stepId, f.attempt, f.workerId, JSON.stringify(f.error), f.at, f.durationMs],
+  );
+  // A second statement, so the states show the parked step (see STATES for the same-statement rule).
+  return rowCount === 1 ? loadStepStates(q, f.runId) : undefined;
 }
 
 /**

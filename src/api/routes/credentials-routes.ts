@@ -6,35 +6,25 @@
  * before it reaches the database, is never selected by an API view, and is never returned,
  * logged or quoted in an error: answers carry `has_secret` only.
  *
- * `CredentialProviders` rebuilds the process's provider registry from the stored credentials
- * at server start, after each change made here, and when another server announces one
- * (NOTIFY weft_credentials), so servers sharing a database converge. The built-in `openai` and
- * `anthropic` from environment variables stay available unless a credential takes their name.
+ * `CredentialProviders` (../credential-providers.ts, shared with `weft worker` and `weft run`)
+ * rebuilds the process's provider registry from the stored credentials at server start, after
+ * each change made here, and when another process announces one (NOTIFY weft_credentials).
  */
 import { randomUUID } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
-import type { Logger } from '../../engine/log.ts';
 import {
-  BUILTIN_PROVIDERS, configureProviders, listProviders, registerProvider, resolveProvider, type ProviderConfig, type ProviderStatus,
-} from '../../providers/registry.ts';
-import type { Provider } from '../../providers/types.ts';
-import {
-  CREDENTIALS_CHANNEL, deleteCredential, getCredential, insertCredential, listCredentials, listSealedCredentials, notifyCredentialsChanged,
-  updateCredential, type CredentialKind, type CredentialRecord, type SealedCredential,
+  deleteCredential, getCredential, insertCredential, listCredentials, notifyCredentialsChanged, updateCredential, type CredentialKind,
 } from '../../store/credentials.ts';
-import { sqlState, SQLSTATE, type Db } from '../../store/db.ts';
+import { builtinFor, CredentialProviders, PROVIDER_NAME_PATTERN, RESERVED_NAME } from '../credential-providers.ts';
+import { sqlState, SQLSTATE } from '../../store/db.ts';
 import { HttpProblem, notFound, type FieldError } from '../http/problem.ts';
 import { callerOf, defineRoute, type AnyRoute } from '../http/route.ts';
 import { IdParams, Nullable, page, pageQuery, Timestamp, Uuid } from '../schemas.ts';
-import { loadSecretBox, SecretError, type SecretBox } from '../secrets.ts';
+import { loadSecretBox } from '../secrets.ts';
 import type { ApiServices } from '../services.ts';
 import { errors, paging } from './common.ts';
 
 const tags = ['credentials'];
-
-/** The registry's rule for provider names; `simulated` is the offline provider's. */
-const PROVIDER_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
-const RESERVED_NAME = 'simulated';
 
 const ProviderName = Type.String({ pattern: PROVIDER_NAME_PATTERN, description: 'The provider name steps write in `provider:` (letters, digits, `.`, `_`, `-`; not `simulated`)' });
 const Kind = Type.Union([Type.Literal('openai-compatible'), Type.Literal('anthropic')], { description: 'The API the endpoint speaks' });
@@ -97,7 +87,7 @@ export const credentialsRoutes: AnyRoute[] = [
         const row = await insertCredential(tx, {
           id, name: b.name, kind: b.kind, baseUrl: b.base_url ?? null, defaultModel: b.default_model ?? null,
           allowPrivate: b.allow_private ?? false,
-          apiKeySealed: b.api_key === undefined ? null : providers.box.seal(b.api_key, id),
+          apiKeySealed: b.api_key === undefined ? null : providers.seal(b.api_key, id),
           createdBy: callerOf(ctx).userId,
         });
         await notifyCredentialsChanged(tx);
@@ -143,7 +133,7 @@ export const credentialsRoutes: AnyRoute[] = [
         checkComplete(b.name ?? current.name, b.kind ?? current.kind, b.base_url === undefined ? current.base_url : b.base_url);
         const row = await updateCredential(tx, id, {
           name: b.name, kind: b.kind, baseUrl: b.base_url, defaultModel: b.default_model, allowPrivate: b.allow_private,
-          apiKeySealed: b.api_key === undefined ? undefined : b.api_key === null ? null : providers.box.seal(b.api_key, id),
+          apiKeySealed: b.api_key === undefined ? undefined : b.api_key === null ? null : providers.seal(b.api_key, id),
         });
         await notifyCredentialsChanged(tx);
         return row!;
@@ -218,157 +208,6 @@ async function uniqueName<T>(name: string, write: () => Promise<T>): Promise<T> 
     if (sqlState(error) === SQLSTATE.uniqueViolation) throw new HttpProblem(409, 'WEFT_CONFLICT', `a credential named '${name}' exists`);
     throw error;
   }
-}
-
-// ---------------------------------------------------------------------------------------
-// From stored credentials to the provider registry.
-
-function builtinFor(name: string, kind: CredentialKind): ProviderConfig | undefined {
-  return BUILTIN_PROVIDERS.find((b) => b.name === name && b.kind === kind);
-}
-
-/**
- * The registry config of a credential. One named like a built-in of the same kind takes the
- * built-in's defaults for what it leaves out: its URL (and URL variable) without a base_url,
- * its key variable without a stored key, its models and token field. A credential whose key
- * cannot be decrypted is registered as needing a key, so steps fail saying so instead of
- * falling back to something the admin did not configure.
- */
-export function credentialProviderConfig(c: SealedCredential, apiKey: string | undefined, keyUnreadable = false): ProviderConfig {
-  const builtin = builtinFor(c.name, c.kind);
-  const url = c.base_url !== null
-    ? { baseUrl: c.base_url }
-    : { baseUrl: builtin?.baseUrl ?? (c.kind === 'anthropic' ? 'https://api.anthropic.com' : undefined), baseUrlEnv: builtin?.baseUrlEnv };
-  const key = keyUnreadable ? { requiresKey: true } : apiKey !== undefined ? { apiKey } : { apiKeyEnv: builtin?.apiKeyEnv };
-  const defaultModel = c.default_model ?? builtin?.defaultModel;
-  if (c.kind === 'anthropic') return { kind: 'anthropic', name: c.name, ...url, ...key, defaultModel };
-  const openai = builtin?.kind === 'openai-compatible' ? builtin : undefined;
-  return {
-    kind: 'openai-compatible', name: c.name, ...url, ...key, defaultModel,
-    ...(openai?.defaultImageModel ? { defaultImageModel: openai.defaultImageModel } : {}),
-    ...(openai?.maxTokensField ? { maxTokensField: openai.maxTokensField } : {}),
-  };
-}
-
-/**
- * Replaces the registry: the built-ins, then `configs`, under the server's network policy.
- *
- * `configureProviders` takes one network policy for all providers. A credential that opens
- * private addresses for itself is therefore built in a first pass with the policy open and
- * its provider object kept (the policy lives in the object); the second pass builds everything
- * under the server's policy, and the kept objects are put back by name. Synchronous from
- * start to end, so no step in this process can resolve a provider in between.
- */
-function applyProviders(configs: { config: ProviderConfig; allowPrivate: boolean }[], allowPrivateNetwork: boolean): void {
-  const opened = allowPrivateNetwork ? [] : configs.filter((c) => c.allowPrivate);
-  const kept: Provider[] = [];
-  if (opened.length > 0) {
-    configureProviders({ providers: opened.map((c) => c.config), allowPrivateNetwork: true });
-    for (const { config } of opened) {
-      try {
-        kept.push(resolveProvider('credentials', config.name, undefined));
-      } catch {
-        // Not usable (no key, bad URL): the second pass records why.
-      }
-    }
-  }
-  configureProviders({ providers: configs.map((c) => c.config), allowPrivateNetwork });
-  for (const provider of kept) registerProvider(provider);
-}
-
-/** The stored credentials as this process's providers, kept in step with the database. */
-export class CredentialProviders {
-  /** Reloads run one after another, each reading after the change that asked for it. */
-  private chain: Promise<void> = Promise.resolve();
-  /** Credentials whose keys did not decrypt: name → why. */
-  private unreadable = new Map<string, string>();
-  /** Credential-backed providers: name → kind (a re-registered provider reports 'custom'). */
-  private kinds = new Map<string, CredentialKind>();
-  private unlisten: (() => Promise<void>) | undefined;
-
-  constructor(
-    private readonly db: Db,
-    readonly box: SecretBox,
-    private readonly log: Logger,
-    private readonly allowPrivateNetwork: boolean,
-  ) {}
-
-  /** Loads the credentials now and follows changes other servers announce. */
-  async start(): Promise<void> {
-    await this.reload();
-    this.unlisten = await this.db.listen(CREDENTIALS_CHANNEL, () => {
-      this.reload().catch((error: unknown) => this.log.error('reloading providers from credentials failed', { error: describe(error) }));
-    });
-  }
-
-  /** Stops following changes. The database may be closed already (shutdown order varies): that ends the subscription too. */
-  async stop(): Promise<void> {
-    const unlisten = this.unlisten;
-    this.unlisten = undefined;
-    await unlisten?.().catch(() => {});
-    await this.chain;
-  }
-
-  /** Rebuilds the registry from the database; resolves once the registry reflects it. */
-  reload(): Promise<void> {
-    const run = this.chain.then(() => this.load());
-    this.chain = run.catch(() => {});
-    return run;
-  }
-
-  private async load(): Promise<void> {
-    const rows = await listSealedCredentials(this.db);
-    const unreadable = new Map<string, string>();
-    const configs: { config: ProviderConfig; allowPrivate: boolean }[] = [];
-    for (const row of rows) {
-      if (!new RegExp(PROVIDER_NAME_PATTERN).test(row.name) || row.name === RESERVED_NAME) {
-        this.log.error('credential skipped: its name is not a valid provider name', { credential_id: row.id });
-        continue;
-      }
-      let apiKey: string | undefined;
-      if (row.api_key_sealed !== null) {
-        try {
-          apiKey = this.box.open(row.api_key_sealed, row.id, `the API key of credential '${row.name}'`);
-        } catch (error) {
-          if (!(error instanceof SecretError)) throw error;
-          unreadable.set(row.name, error.message);
-          this.log.error('credential key cannot be decrypted', { credential: row.name, reason: error.reason, error: error.message });
-        }
-      }
-      configs.push({ config: credentialProviderConfig(row, apiKey, unreadable.has(row.name)), allowPrivate: row.allow_private });
-    }
-    applyProviders(configs, this.allowPrivateNetwork);
-    this.unreadable = unreadable;
-    this.kinds = new Map(rows.map((r) => [r.name, r.kind]));
-  }
-
-  /** Every provider of this process and whether steps can use it (never a key). */
-  statuses(): ProviderStatus[] {
-    return listProviders().map((s) => {
-      const kind = this.kinds.get(s.name);
-      const unreadable = this.unreadable.get(s.name);
-      return {
-        ...s,
-        ...(kind === undefined ? {} : { kind }),
-        ...(unreadable === undefined ? {} : { available: false, reason: `its stored key cannot be used: ${unreadable}` }),
-      };
-    });
-  }
-
-  /** A credential as the API shows it, with its provider's status. */
-  view(c: CredentialRecord): CredentialRecord & { status: { available: boolean; reason?: string } } {
-    const status = this.statuses().find((s) => s.name === c.name);
-    return {
-      ...c,
-      status: status
-        ? { available: status.available, ...(status.reason === undefined ? {} : { reason: status.reason }) }
-        : { available: false, reason: 'not loaded yet' },
-    };
-  }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 const instances = new WeakMap<ApiServices, CredentialProviders>();

@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { RunStatus } from '../../core/scheduler-types.ts';
 import { getRunDetail, listRunSummaries, listStepDetails, type RunFilter, type RunSummary } from '../../store/run-queries.ts';
 import { listArtifacts } from '../../store/artifacts.ts';
+import { listRunApprovals } from '../../store/approvals.ts';
 import { listRunFiles } from '../../store/run-files.ts';
 import { fileUrl } from '../../steps/types.ts';
 import { getVersion, getVersionOf, getWorkflowRecord, type Viewer } from '../../store/workflows.ts';
@@ -149,11 +150,12 @@ async function resolveVersion(services: ApiServices, viewer: Viewer, body: { wor
 export async function loadRunDetail(services: ApiServices, viewer: Viewer, runId: string): Promise<Record<string, unknown>> {
   const run = await getRunDetail(services.db, viewer, runId);
   if (!run) throw notFound('run');
-  const [steps, artifacts, version, files] = await Promise.all([
+  const [steps, artifacts, version, files, approvals] = await Promise.all([
     listStepDetails(services.db, runId),
     listArtifacts(services.db, runId, { allVersions: false }),
     getVersion(services.db, run.version_id),
     listRunFiles(services.db, runId),
+    listRunApprovals(services.db, runId),
   ]);
   const definition = version?.definition as { steps?: Record<string, { type?: string }> } | undefined;
   const order = Object.keys(definition?.steps ?? {});
@@ -173,6 +175,7 @@ export async function loadRunDetail(services: ApiServices, viewer: Viewer, runId
     })),
     // Council votes belong to approval steps, which this version of weft does not have yet.
     votes: [],
+    approvals,
   };
 }
 
