@@ -283,6 +283,32 @@ function analyze(value: unknown): { problems: Problem[]; compiled?: CompiledWork
     }
   }
 
+  // ---- agent steps: tool names and output schemas ----
+  for (const step of steps) {
+    if (step.type !== 'agent' || !step.def) continue;
+    const tools = step.def['tools'];
+    if (isPlainObject(tools)) {
+      for (const name of Object.keys(tools)) {
+        if (!TOOL_NAME.test(name)) add('WEFT_SCHEMA', pointer('steps', step.id, 'tools', name), `tool name '${name.slice(0, 64)}' must be letters, digits, '_' or '-' (at most 64, not starting with a digit or '-')`);
+        const tool = tools[name];
+        // A tool's arguments are an object, checked like an inputs schema.
+        if (isPlainObject(tool) && tool['parameters'] !== undefined) {
+          for (const p of inputsSchemaProblems(tool['parameters'], pointer('steps', step.id, 'tools', name, 'parameters'))) {
+            problems.push({ ...p, message: p.message.replace(/the inputs schema/g, "a tool's parameters schema") });
+          }
+        }
+      }
+    }
+    // Checked like an inputs schema (no risky regexes, resolvable refs), except that the reply may be of any type.
+    const schema = step.def['output_schema'];
+    if (isPlainObject(schema)) {
+      const base = pointer('steps', step.id, 'output_schema');
+      for (const p of inputsSchemaProblems(schema, base)) {
+        if (p.path !== `${base}/type`) problems.push({ ...p, message: p.message.replace(/inputs schema/g, 'output schema') });
+      }
+    }
+  }
+
   // ---- the inputs schema ----
   if (def['inputs'] !== undefined && isPlainObject(def['inputs'])) problems.push(...inputsSchemaProblems(def['inputs']));
 
@@ -349,6 +375,7 @@ interface ExpressionField {
 }
 
 const TOOL_LOCALS = ['args'] as const;
+const TOOL_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
 
 /**
  * The strings of a step that are expressions (`when`, `transform.expr`, condition cases,

@@ -113,6 +113,7 @@ export const stepSchemas = {
     system: Type.Optional(Template),
     prompt: Template,
     temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
+    top_p: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     max_tokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
     /** JSON Schema the reply must match (structured output); overrides the agent's. */
     output_schema: Type.Optional(Type.Record(Type.String(), Type.Unknown())),

@@ -226,9 +226,18 @@ class Converter {
       return;
     }
     const kind = jsonType(value);
-    const fitting = branches
+    let fitting = branches
       .map((b, index) => ({ b, index }))
       .filter(({ b }) => isPlainObject(b) && typeAccepts(b['type'], value));
+    if (fitting.length > 1 && isPlainObject(value)) {
+      // Tagged unions (agent tools: `type: http | transform`): the branch the value's `type` names.
+      const tagged = fitting.filter(({ b }) => {
+        const properties = (b as Record<string, unknown>)['properties'];
+        const tag = isPlainObject(properties) ? properties['type'] : undefined;
+        return isPlainObject(tag) && Object.hasOwn(tag, 'const') && tag['const'] === value['type'];
+      });
+      if (tagged.length === 1) fitting = tagged;
+    }
     if (fitting.length === 1) {
       const prefix = `${unit.keywordLocation}/${fitting[0]!.index}`;
       const slice: OutputUnit[] = [];

@@ -112,6 +112,7 @@ function requestBody(config: AnthropicConfig, request: ChatRequest, model: strin
   };
   if (request.system !== undefined && request.system !== '') body['system'] = request.system;
   if (request.temperature !== undefined) body['temperature'] = request.temperature;
+  if (request.topP !== undefined) body['top_p'] = request.topP;
   const tools: unknown[] = (request.tools ?? []).map((t) => ({ name: t.name, ...(t.description ? { description: t.description } : {}), input_schema: t.parameters }));
   if (structured) {
     tools.push(structured.definition);

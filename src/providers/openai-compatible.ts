@@ -98,6 +98,7 @@ function modelOf(config: OpenAICompatibleConfig, requested: string | undefined, 
 function chatBody(config: OpenAICompatibleConfig, request: ChatRequest, model: string, stream: boolean): Record<string, unknown> {
   const body: Record<string, unknown> = { model, messages: wireMessages(request) };
   if (request.temperature !== undefined) body['temperature'] = request.temperature;
+  if (request.topP !== undefined) body['top_p'] = request.topP;
   if (request.maxTokens !== undefined) body[config.maxTokensField ?? 'max_tokens'] = request.maxTokens;
   if (request.tools && request.tools.length > 0) {
     body['tools'] = request.tools.map((t) => ({
@@ -194,7 +195,13 @@ function finishChat(provider: string, request: ChatRequest, fields: { text: stri
   };
   if (request.responseSchema && fields.toolCalls.length === 0) {
     if (fields.refusal !== '') throw new WeftError('WEFT_STEP_FAILED', `${provider}: the model refused: ${fields.refusal.slice(0, 300)}`, { retryable: false });
-    response.json = parseModelJson(provider, 'structured reply', fields.text);
+    // A reply that is not JSON is left in `text` without `json`: the caller decides (the
+    // agent step's structured output gets one repair turn rather than a failure).
+    try {
+      response.json = parseModelJson(provider, 'structured reply', fields.text);
+    } catch {
+      delete response.json;
+    }
   }
   return response;
 }

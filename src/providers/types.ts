@@ -50,6 +50,8 @@ export interface ChatRequest {
    */
   prompt: string;
   temperature: number | undefined;
+  /** Nucleus sampling; absent: the API's default. */
+  topP?: number | undefined;
   maxTokens: number | undefined;
   /** Same across retries of one step of one run; sent where the API accepts one. */
   idempotencyKey: string;

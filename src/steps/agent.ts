@@ -37,6 +37,7 @@ export const agentStep: StepExecutor = async (ctx) => {
     system: def.system !== undefined ? await renderText(def.system, ctx) : profile?.system,
     prompt: await renderText(ctx.overrides?.prompt ?? def.prompt, ctx),
     temperature: def.temperature ?? profile?.temperature,
+    topP: def.top_p ?? profile?.topP,
     maxTokens: def.max_tokens ?? profile?.maxTokens,
     idempotencyKey: ctx.idempotencyKey,
     signal: ctx.signal,
@@ -61,12 +62,12 @@ export const agentStep: StepExecutor = async (ctx) => {
     output: {
       text: response.text,
       ...(schema ? { json, repaired } : {}),
-      ...(def.tools ? { tool_calls: toolCalls } : {}),
+      ...(def.tools ? { tool_calls: toolCalls, tool_rounds: reply?.rounds ?? 0 } : {}),
       model: response.model,
       provider: provider.name,
-      ...(profile ? { agent: profile.name, agent_version: profile.version } : {}),
+      ...(profile ? { agent: { name: profile.name, version: profile.version } } : {}),
       finish_reason: response.finishReason,
-      priced: meter.priced,
+      ...meter.totals(),
       simulated: provider.simulated,
     },
     usage: meter.usage(),
@@ -80,15 +81,19 @@ export const agentStep: StepExecutor = async (ctx) => {
 async function converse(
   ctx: StepContext, def: StepDefinitionOf<'agent'>, allowed: readonly string[], base: ChatRequest, meter: Meter,
   record: { name: string; arguments: unknown; ok: boolean }[],
-): Promise<{ last: ChatResponse; messages: ChatMessage[] }> {
+): Promise<{ last: ChatResponse; messages: ChatMessage[]; rounds: number }> {
   const tools = def.tools ?? {};
+  const missing = allowed.find((name) => !Object.hasOwn(tools, name));
+  if (missing !== undefined) {
+    throw new WeftError('WEFT_STEP_FAILED', `step '${ctx.stepId}': agent '${def.agent}' uses tool '${missing}', which the step does not define`);
+  }
   const offered = toolDefinitions(tools, allowed);
   const rounds = def.max_tool_rounds ?? DEFAULT_TOOL_ROUNDS;
   const messages: ChatMessage[] = [{ role: 'user', content: base.prompt }];
   for (let round = 0; ; round++) {
     const last = await meteredChat(ctx, meter, { ...base, messages, prompt: '', ...(offered.length > 0 ? { tools: offered } : {}) });
     messages.push({ role: 'assistant', content: last.text, ...(last.toolCalls.length > 0 ? { toolCalls: last.toolCalls } : {}) });
-    if (last.toolCalls.length === 0) return { last, messages };
+    if (last.toolCalls.length === 0) return { last, messages, rounds: round };
     if (round >= rounds) {
       throw new WeftError('WEFT_STEP_FAILED', `step '${ctx.stepId}': the model still asked for tools after ${rounds} rounds (max_tool_rounds)`);
     }

@@ -24,7 +24,8 @@ export const imageStep: StepExecutor = async (ctx) => {
     signal: ctx.signal,
   });
   const usage = { provider: provider.name, model: image.model, tokensIn: 0, tokensOut: 0, costUsd: 0, simulated: provider.simulated };
-  const about = { prompt, size: def.size ?? '1024x1024', model: image.model, provider: provider.name, simulated: provider.simulated };
+  // Images are not priced yet (the price table holds token prices): cost 0, priced false.
+  const about = { prompt, model: image.model, provider: provider.name, tokens_in: 0, tokens_out: 0, cost_usd: 0, priced: false, simulated: provider.simulated };
   if (!image.bytes) {
     return { output: { url: image.url, content_type: image.contentType, stored: false, ...about }, usage };
   }

@@ -31,7 +31,7 @@ export class Meter {
   tokensOut = 0;
   costUsd = 0;
   calls = 0;
-  /** False once a call used a model with no price in the table (its cost counts as 0). */
+  /** False once a call used a model with no price in the table (its cost counts as 0; `simulated` has none). */
   priced = true;
   model = '';
 
@@ -42,9 +42,14 @@ export class Meter {
     this.tokensIn += tokensIn;
     this.tokensOut += tokensOut;
     this.costUsd = Math.round((this.costUsd + cost.costUsd) * 1e8) / 1e8;
-    this.priced &&= cost.priced || this.provider.simulated;
+    this.priced &&= cost.priced;
     this.calls++;
     this.model = model;
+  }
+
+  /** The step's totals as its output shows them. */
+  totals(): { tokens_in: number; tokens_out: number; cost_usd: number; priced: boolean } {
+    return { tokens_in: this.tokensIn, tokens_out: this.tokensOut, cost_usd: this.costUsd, priced: this.priced };
   }
 
   usage(): Usage {

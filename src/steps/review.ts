@@ -57,7 +57,7 @@ export const reviewStep: StepExecutor = async (ctx) => {
         score, passed: score >= threshold, threshold,
         feedback: `[simulated] Scored ${score}/10 on ${criteria}.`,
         suggestions: score >= threshold ? [] : ['[simulated] Tighten the structure', '[simulated] Add a concrete example'],
-        model: meter.model, provider: provider.name, simulated: true,
+        model: meter.model, provider: provider.name, ...meter.totals(), simulated: true,
       },
       usage: meter.usage(),
     };
@@ -67,7 +67,7 @@ export const reviewStep: StepExecutor = async (ctx) => {
   return {
     output: {
       score: verdict.score, passed: verdict.score >= threshold, threshold, feedback: verdict.feedback, suggestions: verdict.suggestions,
-      repaired, model: meter.model, provider: provider.name, priced: meter.priced, simulated: false,
+      repaired, model: meter.model, provider: provider.name, ...meter.totals(), simulated: false,
     },
     usage: meter.usage(),
   };

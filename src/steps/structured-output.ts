@@ -12,6 +12,7 @@ import { meteredChat, type Meter } from './model-call.ts';
 import type { StepContext } from './types.ts';
 
 const MAX_ERRORS_SHOWN = 8;
+const SUMMARY_KEYWORDS = new Set(['properties', 'items', 'prefixItems', 'allOf', '$ref', 'additionalItems', 'patternProperties']);
 
 /** The problems of `value` against `schema` ('' when it matches). */
 export function schemaErrors(schema: Record<string, unknown>, value: unknown): string[] {
@@ -23,8 +24,8 @@ export function schemaErrors(schema: Record<string, unknown>, value: unknown): s
   }
   const result = validator.validate(value);
   if (result.valid) return [];
-  // The innermost errors say what is wrong; the outer ones only that something below is.
-  const leaves = result.errors.filter((e) => !result.errors.some((o) => o !== e && o.instanceLocation.startsWith(e.instanceLocation + '/')));
+  // Errors of these keywords only say that something below them is wrong; the others say what.
+  const leaves = result.errors.filter((e) => !SUMMARY_KEYWORDS.has(e.keyword));
   return (leaves.length > 0 ? leaves : result.errors).slice(0, MAX_ERRORS_SHOWN).map((e) => `${e.instanceLocation || '#'}: ${e.error}`);
 }
 
@@ -39,6 +40,30 @@ function parseReply(response: ChatResponse): { value?: unknown; error?: string }
   }
 }
 
+/**
+ * Whether OpenAI's strict mode can take the schema: every object closes its properties
+ * (`additionalProperties: false`) and requires all of them. Strict mode is asked for only
+ * then; otherwise the API would refuse the request, and our own check still applies.
+ */
+export function strictCompatible(schema: unknown, depth = 0): boolean {
+  if (depth > 32 || typeof schema !== 'object' || schema === null) return depth <= 32;
+  if (Array.isArray(schema)) return schema.every((s) => strictCompatible(s, depth + 1));
+  const s = schema as Record<string, unknown>;
+  const props = s['properties'];
+  if (s['type'] === 'object' || props !== undefined) {
+    if (s['additionalProperties'] !== false) return false;
+    const keys = typeof props === 'object' && props !== null ? Object.keys(props) : [];
+    const required = Array.isArray(s['required']) ? s['required'] : [];
+    if (!keys.every((k) => required.includes(k))) return false;
+  }
+  for (const key of ['properties', '$defs', 'definitions']) {
+    const group = s[key];
+    if (typeof group === 'object' && group !== null && !Object.values(group).every((v) => strictCompatible(v, depth + 1))) return false;
+  }
+  for (const key of ['items', 'anyOf', 'allOf', 'oneOf']) if (s[key] !== undefined && !strictCompatible(s[key], depth + 1)) return false;
+  return true;
+}
+
 export interface JsonReply {
   value: unknown;
   response: ChatResponse;
@@ -47,7 +72,7 @@ export interface JsonReply {
 
 /** Asks for JSON matching `schema`; one repair turn on an invalid reply. */
 export async function chatJson(ctx: StepContext, meter: Meter, request: ChatRequest, schema: Record<string, unknown>, name = 'response'): Promise<JsonReply> {
-  const responseSchema = { name, schema, strict: false };
+  const responseSchema = { name, schema, strict: strictCompatible(schema) };
   const first = await meteredChat(ctx, meter, { ...request, responseSchema });
   const problems = check(first, schema);
   if (problems.errors.length === 0) return { value: problems.value, response: first, repaired: false };
