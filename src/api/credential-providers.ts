@@ -8,6 +8,7 @@
  * Keys are opened here and held only in the provider closures; no log line or status quotes one.
  */
 import type { Logger } from '../engine/log.ts';
+import { NotifiedReload } from '../engine/notified-reload.ts';
 import { BUILTIN_PROVIDERS, configureProviders, listProviders, type ProviderConfig, type ProviderStatus } from '../providers/registry.ts';
 import {
   CREDENTIALS_CHANNEL, listSealedCredentials, type CredentialKind, type CredentialRecord, type SealedCredential,
@@ -49,47 +50,23 @@ export function credentialProviderConfig(c: SealedCredential, apiKey: string | u
 }
 
 /** The stored credentials as this process's providers, kept in step with the database. */
-export class CredentialProviders {
-  /** Reloads run one after another, each reading after the change that asked for it. */
-  private chain: Promise<void> = Promise.resolve();
+export class CredentialProviders extends NotifiedReload {
   /** Credentials whose keys did not decrypt: name → why. */
   private unreadable = new Map<string, string>();
   /** Credential-backed providers: name → kind. */
   private kinds = new Map<string, CredentialKind>();
-  private unlisten: (() => Promise<void>) | undefined;
 
   /**
    * `box` undefined: this process has no secret key (a worker without WEFT_SECRET_KEY or the
    * server's key file); credentials with a stored key are then listed as unusable, saying why.
    */
   constructor(
-    private readonly db: Db,
+    db: Db,
     private readonly box: SecretBox | undefined,
-    private readonly log: Logger,
+    log: Logger,
     private readonly allowPrivateNetwork: boolean,
-  ) {}
-
-  /** Loads the credentials now and follows changes other processes announce. */
-  async start(): Promise<void> {
-    await this.reload();
-    this.unlisten = await this.db.listen(CREDENTIALS_CHANNEL, () => {
-      this.reload().catch((error: unknown) => this.log.error('reloading providers from credentials failed', { error: describe(error) }));
-    });
-  }
-
-  /** Stops following changes. The database may be closed already (shutdown order varies): that ends the subscription too. */
-  async stop(): Promise<void> {
-    const unlisten = this.unlisten;
-    this.unlisten = undefined;
-    await unlisten?.().catch(() => {});
-    await this.chain;
-  }
-
-  /** Rebuilds the registry from the database; resolves once the registry reflects it. */
-  reload(): Promise<void> {
-    const run = this.chain.then(() => this.load());
-    this.chain = run.catch(() => {});
-    return run;
+  ) {
+    super(db, log, CREDENTIALS_CHANNEL, 'providers from credentials');
   }
 
   /** Seals an API key for credential `id` (the API's writes). */
@@ -98,7 +75,7 @@ export class CredentialProviders {
     return this.box.seal(apiKey, id);
   }
 
-  private async load(): Promise<void> {
+  protected async load(): Promise<void> {
     const rows = await listSealedCredentials(this.db);
     const unreadable = new Map<string, string>();
     const configs: ProviderConfig[] = [];
@@ -153,8 +130,4 @@ export class CredentialProviders {
         : { available: false, reason: 'not loaded yet' },
     };
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

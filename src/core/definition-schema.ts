@@ -63,6 +63,17 @@ function stepSchema<T extends Record<string, TSchema>>(type: string, fields: T) 
   return Type.Object({ type: Type.Literal(type), ...common, ...fields }, { additionalProperties: false });
 }
 
+/** What an http request is made of: the `http` step's fields, and an http tool's. */
+const httpRequestFields = {
+  method: Type.Optional(Type.Union(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'].map((m) => Type.Literal(m)))),
+  url: Template,
+  headers: Type.Optional(Type.Record(Type.String(), Template)),
+  query: Type.Optional(Type.Record(Type.String(), Template)),
+  /** A template string, or any JSON value whose strings are templates. */
+  body: Type.Optional(Type.Unknown()),
+  response: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('text')])),
+};
+
 const ToolParameters = Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'JSON Schema of the arguments object' }));
 
 /** A tool an agent may call: an http request or a transform, evaluated with `$args` in scope. */
@@ -71,12 +82,7 @@ const AgentTool = Type.Union([
     type: Type.Literal('http'),
     description: Type.Optional(Type.String({ maxLength: 1000 })),
     parameters: ToolParameters,
-    method: Type.Optional(Type.Union(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'].map((m) => Type.Literal(m)))),
-    url: Template,
-    headers: Type.Optional(Type.Record(Type.String(), Template)),
-    query: Type.Optional(Type.Record(Type.String(), Template)),
-    body: Type.Optional(Type.Unknown()),
-    response: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('text')])),
+    ...httpRequestFields,
   }, { additionalProperties: false }),
   Type.Object({
     type: Type.Literal('transform'),
@@ -96,13 +102,7 @@ export const stepSchemas = {
   }),
   delay: stepSchema('delay', { ms: Type.Integer({ minimum: 0, maximum: 86_400_000 }) }),
   http: stepSchema('http', {
-    method: Type.Optional(Type.Union(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'].map((m) => Type.Literal(m)))),
-    url: Template,
-    headers: Type.Optional(Type.Record(Type.String(), Template)),
-    query: Type.Optional(Type.Record(Type.String(), Template)),
-    /** A template string, or any JSON value whose strings are templates. */
-    body: Type.Optional(Type.Unknown()),
-    response: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('text')])),
+    ...httpRequestFields,
     /** Status codes treated as success; default 200–299. */
     ok_status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }))),
   }),

@@ -66,7 +66,7 @@ export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequ
   const state: RunState = locked.mode === 'step' ? { status: locked.status, steps, mode: locked.mode } : { status: locked.status, steps };
   const decision = decide(wf, state, req.event, deps.random);
   req.check?.(decision, wf, state);
-  const result = await applyCommands(tx, wf, req, decision, locked.status, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
+  const result = await applyCommands(tx, wf, req, decision, locked, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
   const retried = decision.commands.some((c) => c.type === 'retry_step' || c.type === 'hold_step');
   return { status: decision.state.status, retried, ...result };
 }
@@ -77,10 +77,11 @@ async function applyCommands(
   wf: CompiledWorkflow,
   req: AdvanceRequest,
   decision: SchedulerDecision,
-  statusBefore: RunStatus,
+  locked: LockedRun,
   nextAttempt: (stepId: string) => number,
 ): Promise<{ finished: boolean; claimed: ClaimedStep | undefined }> {
   const { runId, at } = req;
+  const statusBefore = locked.status;
   const events: NewEvent[] = [...(req.events ?? [])];
   const queue: string[] = [];
   const skips: { stepId: string; reason: string }[] = [];
@@ -152,7 +153,8 @@ async function applyCommands(
   const claimId = req.claimFor && queue.length > 0 && decision.state.status === 'running' ? queue.shift() : undefined;
   if (claimId !== undefined) events.push(stepEvent(claimId, 'step_started', nextAttempt(claimId), { worker: req.claimFor!.workerId }));
   for (const stepId of queue) events.push(stepEvent(stepId, 'step_queued', null, {}));
-  if (finish) await finishWithOutputs(tx, wf, runId, finish, at, events);
+  // Approvals exist only for runs with a budget (kind 'budget'): other runs skip closing them.
+  if (finish) await finishWithOutputs(tx, wf, runId, finish, at, events, locked.budgetUsd !== null);
   const claimed = await writeDecision(tx, {
     runId, at, events, queue, skips, cancels,
     claim: claimId === undefined ? undefined : { stepId: claimId, workerId: req.claimFor!.workerId, leaseUntil: req.claimFor!.leaseUntil },
@@ -169,6 +171,7 @@ async function finishWithOutputs(
   cmd: Extract<SchedulerCommand, { type: 'finish_run' }>,
   at: Date,
   events: NewEvent[],
+  closeApprovals: boolean,
 ): Promise<void> {
   let status = cmd.status;
   let error: ErrorRecord | undefined = cmd.error;
@@ -181,7 +184,7 @@ async function finishWithOutputs(
       error = toErrorRecord(e);
     }
   }
-  await finishRun(tx, runId, { status, outputs, error, at });
+  await finishRun(tx, runId, { status, outputs, error, at, closeApprovals });
   const type = status === 'succeeded' ? 'run_succeeded' : status === 'failed' ? 'run_failed' : 'run_cancelled';
   events.push(runEvent(type, error ? { error } : {}));
 }

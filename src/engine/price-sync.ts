@@ -8,6 +8,7 @@ import { DEFAULT_PRICES, setPriceTable, type PriceTable } from '../providers/pri
 import type { Db } from '../store/db.ts';
 import { loadPriceOverrides, PRICES_CHANNEL, type StoredPrices } from '../store/price-overrides.ts';
 import type { Logger } from './log.ts';
+import { NotifiedReload } from './notified-reload.ts';
 
 /** DEFAULT_PRICES with `overrides` on top; entries that are not two finite prices ≥ 0 are skipped (and named). */
 export function mergePrices(overrides: StoredPrices): { table: PriceTable; applied: string[]; skipped: string[] } {
@@ -29,33 +30,11 @@ export function mergePrices(overrides: StoredPrices): { table: PriceTable; appli
   return { table, applied, skipped };
 }
 
-export class PriceSync {
-  /** Reloads run one after another, each reading after the change that asked for it. */
-  private chain: Promise<void> = Promise.resolve();
-  private unlisten: (() => Promise<void>) | undefined;
+export class PriceSync extends NotifiedReload {
   private stored: StoredPrices = {};
 
-  constructor(private readonly db: Db, private readonly log: Logger) {}
-
-  async start(): Promise<void> {
-    await this.reload();
-    this.unlisten = await this.db.listen(PRICES_CHANNEL, () => {
-      this.reload().catch((error: unknown) => this.log.error('reloading prices failed', { error: error instanceof Error ? error.message : String(error) }));
-    });
-  }
-
-  async stop(): Promise<void> {
-    const unlisten = this.unlisten;
-    this.unlisten = undefined;
-    await unlisten?.().catch(() => {});
-    await this.chain;
-  }
-
-  /** Reads the overrides and applies them; resolves once the table in force reflects them. */
-  reload(): Promise<void> {
-    const run = this.chain.then(() => this.load());
-    this.chain = run.catch(() => {});
-    return run;
+  constructor(db: Db, log: Logger) {
+    super(db, log, PRICES_CHANNEL, 'prices');
   }
 
   /** The overrides last loaded, as stored. */
@@ -63,7 +42,7 @@ export class PriceSync {
     return structuredClone(this.stored);
   }
 
-  private async load(): Promise<void> {
+  protected async load(): Promise<void> {
     const stored = await loadPriceOverrides(this.db);
     const { table, applied, skipped } = mergePrices(stored);
     setPriceTable(table);

@@ -46,7 +46,8 @@ function parseReply(response: ChatResponse): { value?: unknown; error?: string }
  * then; otherwise the API would refuse the request, and our own check still applies.
  */
 export function strictCompatible(schema: unknown, depth = 0): boolean {
-  if (depth > 32 || typeof schema !== 'object' || schema === null) return depth <= 32;
+  if (depth > 32) return false;
+  if (typeof schema !== 'object' || schema === null) return true;
   if (Array.isArray(schema)) return schema.every((s) => strictCompatible(s, depth + 1));
   const s = schema as Record<string, unknown>;
   const props = s['properties'];

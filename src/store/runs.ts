@@ -101,20 +101,25 @@ export async function setRunStatus(q: Queryable, runId: string, from: RunStatus,
   if (rowCount !== 1) throw new WeftError('WEFT_INTERNAL', `run ${runId} was not ${from} when it was to become ${to}`);
 }
 
+/**
+ * Finishes a run. With `closeApprovals`, an approval still open (say the run was cancelled,
+ * or resumed by hand and then finished) is closed in the same statement, so no list of
+ * pending approvals shows a run that is over; the caller asks for it only for runs that can
+ * have one (a run with a budget), keeping the common finish one plain UPDATE.
+ */
 export async function finishRun(
   q: Queryable,
   runId: string,
-  f: { status: 'succeeded' | 'failed' | 'cancelled'; outputs: unknown; error: unknown; at: Date },
+  f: { status: 'succeeded' | 'failed' | 'cancelled'; outputs: unknown; error: unknown; at: Date; closeApprovals: boolean },
 ): Promise<void> {
-  // A finished run needs no decision any more: an approval still open (say the run was
-  // cancelled, or resumed by hand and then finished) is closed in the same statement, so
-  // no list of pending approvals shows a run that is over.
+  const close = f.closeApprovals
+    ? `WITH closed AS (
+         UPDATE approvals SET status = 'rejected', decided_at = $5, comment = 'closed unanswered: the run was ' || $2::text || ' first'
+         WHERE run_id = $1 AND status = 'pending'
+       ) `
+    : '';
   await q.query(
-    `WITH closed AS (
-       UPDATE approvals SET status = 'rejected', decided_at = $5, comment = 'closed unanswered: the run was ' || $2::text || ' first'
-       WHERE run_id = $1 AND status = 'pending'
-     )
-     UPDATE runs SET status = $2, outputs = $3::jsonb, error = $4::jsonb, finished_at = $5, updated_at = $5 WHERE id = $1`,
+    `${close}UPDATE runs SET status = $2, outputs = $3::jsonb, error = $4::jsonb, finished_at = $5, updated_at = $5 WHERE id = $1`,
     [runId, f.status, f.outputs === undefined ? null : JSON.stringify(f.outputs), f.error === undefined ? null : JSON.stringify(f.error), f.at],
   );
 }
