@@ -6,7 +6,7 @@ const port = Number(process.env.PORT ?? 8787);
 const fails = Number(process.env.FAILS ?? 2);
 const calls = new Map();
 
-createServer((req, res) => {
+const server = createServer((req, res) => {
   const key = req.headers['idempotency-key'] ?? 'none';
   const n = (calls.get(key) ?? 0) + 1;
   calls.set(key, n);
@@ -17,4 +17,6 @@ createServer((req, res) => {
   } else {
     res.end(JSON.stringify({ ok: true, calls: n }));
   }
-}).listen(port, '127.0.0.1', () => console.log(`flaky endpoint on http://127.0.0.1:${port}/flaky (fails ${fails}× per key)`));
+});
+// PORT=0 takes a free port; the line printed names the one in use.
+server.listen(port, '127.0.0.1', () => console.log(`flaky endpoint on http://127.0.0.1:${server.address().port}/flaky (fails ${fails}× per key)`));

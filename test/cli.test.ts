@@ -155,14 +155,15 @@ void describe('weft CLI', () => {
 void describe('the retry example against its flaky endpoint', () => {
   void test('fails twice with 503, succeeds on the third attempt', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'weft-retry-'));
-    const port = String(20_000 + Math.floor(Math.random() * 20_000));
-    const server = spawn(process.execPath, ['examples/flaky-server.mjs'], { cwd: ROOT, env: { ...process.env, PORT: port }, stdio: ['ignore', 'pipe', 'inherit'] });
+    // Port 0: the server takes a free port and prints it (a random fixed port once hit RabbitMQ's 25672).
+    const server = spawn(process.execPath, ['examples/flaky-server.mjs'], { cwd: ROOT, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
     t.after(async () => {
       server.kill();
       await rm(dir, { recursive: true, force: true });
     });
-    await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
-    const url = `http://127.0.0.1:${port}/flaky`;
+    const line = await new Promise<string>((resolve) => server.stdout!.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+    const url = /http:\/\/127\.0\.0\.1:\d+\/flaky/.exec(line)?.[0];
+    assert.ok(url, `the flaky server names its address: ${line}`);
     const blocked = await weft(['run', 'examples/retry-backoff.yaml', '--input', `url=${url}`, '--data', dir]);
     assert.equal(blocked.code, 1, 'loopback is refused by default');
     assert.match(blocked.stderr, /WEFT_HTTP_BLOCKED/);
