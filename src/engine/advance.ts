@@ -71,6 +71,109 @@ export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequ
   return { status: decision.state.status, retried, ...result };
 }
 
+/** A write carried out by its own statement, in decision order. */
+type DirectWrite =
+  | { type: 'retry'; stepId: string; availableAt: Date }
+  | { type: 'hold'; stepId: string }
+  | { type: 'fail'; stepId: string; error: ErrorRecord }
+  | { type: 'status'; from: RunStatus; to: RunStatus };
+
+/** What one decision writes, worked out before anything is written. */
+export interface WritePlan {
+  /** The request's own events, then the commands', then step_started and step_queued (finishing adds the run's). */
+  events: NewEvent[];
+  queue: string[];
+  skips: { stepId: string; reason: string }[];
+  cancels: string[];
+  waits: string[];
+  reopened: ReopenedStep[];
+  direct: DirectWrite[];
+  finish: Extract<SchedulerCommand, { type: 'finish_run' }> | undefined;
+  /** The one step made ready that the calling worker claims instead of queueing it. */
+  claimId: string | undefined;
+}
+
+/** Groups a decision's commands into the writes that carry them out (pure). */
+export function planWrites(
+  req: Pick<AdvanceRequest, 'at' | 'events' | 'claimFor'>,
+  decision: SchedulerDecision,
+  statusBefore: RunStatus,
+  nextAttempt: (stepId: string) => number,
+): WritePlan {
+  const plan: WritePlan = {
+    events: [...(req.events ?? [])], queue: [], skips: [], cancels: [], waits: [], reopened: [], direct: [],
+    finish: undefined, claimId: undefined,
+  };
+  const { events } = plan;
+  for (const cmd of decision.commands) {
+    switch (cmd.type) {
+      case 'queue_step':
+        plan.queue.push(cmd.stepId);
+        break;
+      case 'wait_step':
+        plan.waits.push(cmd.stepId);
+        events.push(stepEvent(cmd.stepId, 'step_waiting', null, {}));
+        break;
+      case 'restart_step':
+        // Re-opened first, then queued (or claimed) like any ready step.
+        plan.reopened.push({ stepId: cmd.stepId, from: 'failed', attempt: cmd.attempt });
+        plan.queue.push(cmd.stepId);
+        break;
+      case 'reset_step':
+        plan.reopened.push({ stepId: cmd.stepId, from: cmd.from, attempt: cmd.attempt });
+        events.push(stepEvent(cmd.stepId, 'step_reset', null, { from: cmd.from }));
+        break;
+      case 'retry_step': {
+        const availableAt = new Date(req.at.getTime() + cmd.delayMs);
+        plan.direct.push({ type: 'retry', stepId: cmd.stepId, availableAt });
+        events.push(stepEvent(cmd.stepId, 'step_retry_scheduled', cmd.attempt, {
+          delay_ms: cmd.delayMs, available_at: availableAt.toISOString(), error: cmd.error,
+        }));
+        break;
+      }
+      case 'hold_step':
+        // Paused: the retry waits for resume instead of a timer.
+        plan.direct.push({ type: 'hold', stepId: cmd.stepId });
+        events.push(stepEvent(cmd.stepId, 'step_retry_scheduled', cmd.attempt, { held_until_resume: true, error: cmd.error }));
+        break;
+      case 'skip_step':
+        plan.skips.push({ stepId: cmd.stepId, reason: cmd.reason });
+        events.push(stepEvent(cmd.stepId, 'step_skipped', null, { reason: cmd.reason }));
+        break;
+      case 'fail_step':
+        plan.direct.push({ type: 'fail', stepId: cmd.stepId, error: cmd.error });
+        events.push(stepEvent(cmd.stepId, 'step_failed', null, { error: cmd.error }));
+        break;
+      case 'cancel_step':
+        plan.cancels.push(cmd.stepId);
+        events.push(stepEvent(cmd.stepId, 'step_cancelled', null, {}));
+        break;
+      case 'set_run_status':
+        plan.direct.push({ type: 'status', from: statusBefore, to: cmd.status });
+        events.push(runStatusEvent(statusBefore, cmd.status));
+        break;
+      case 'finish_run':
+        plan.finish = cmd;
+        break;
+      default:
+        assertNever(cmd);
+    }
+  }
+  // One successor made ready here is claimed by the completing worker (no queue hop); the
+  // rest are queued for anyone. Not in a paused run (a retry queues there; nothing runs).
+  if (req.claimFor && plan.queue.length > 0 && decision.state.status === 'running') {
+    plan.claimId = plan.queue.shift()!;
+    events.push(stepEvent(plan.claimId, 'step_started', nextAttempt(plan.claimId), { worker: req.claimFor.workerId }));
+  }
+  for (const stepId of plan.queue) events.push(stepEvent(stepId, 'step_queued', null, {}));
+  return plan;
+}
+
+/** The plan only appends events, queues, skips and claims: a quick completion can carry it (see quick-completion.ts). */
+export function isQuickPlan(plan: WritePlan): boolean {
+  return plan.direct.length === 0 && plan.finish === undefined && plan.reopened.length === 0 && plan.waits.length === 0 && plan.cancels.length === 0;
+}
+
 /** The writes for each command, grouped so that a decision costs few statements. */
 async function applyCommands(
   tx: Queryable,
@@ -81,86 +184,25 @@ async function applyCommands(
   nextAttempt: (stepId: string) => number,
 ): Promise<{ finished: boolean; claimed: ClaimedStep | undefined }> {
   const { runId, at } = req;
-  const statusBefore = locked.status;
-  const events: NewEvent[] = [...(req.events ?? [])];
-  const queue: string[] = [];
-  const skips: { stepId: string; reason: string }[] = [];
-  const cancels: string[] = [];
-  const waits: string[] = [];
-  const reopened: ReopenedStep[] = [];
-  let finish: Extract<SchedulerCommand, { type: 'finish_run' }> | undefined;
-
-  for (const cmd of decision.commands) {
-    switch (cmd.type) {
-      case 'queue_step':
-        queue.push(cmd.stepId);
-        break;
-      case 'wait_step':
-        waits.push(cmd.stepId);
-        events.push(stepEvent(cmd.stepId, 'step_waiting', null, {}));
-        break;
-      case 'restart_step':
-        // Re-opened below, then queued (or claimed) like any ready step.
-        reopened.push({ stepId: cmd.stepId, from: 'failed', attempt: cmd.attempt });
-        queue.push(cmd.stepId);
-        break;
-      case 'reset_step':
-        reopened.push({ stepId: cmd.stepId, from: cmd.from, attempt: cmd.attempt });
-        events.push(stepEvent(cmd.stepId, 'step_reset', null, { from: cmd.from }));
-        break;
-      case 'retry_step': {
-        const availableAt = new Date(at.getTime() + cmd.delayMs);
-        await scheduleRetry(tx, runId, cmd.stepId, availableAt);
-        events.push(stepEvent(cmd.stepId, 'step_retry_scheduled', cmd.attempt, {
-          delay_ms: cmd.delayMs, available_at: availableAt.toISOString(), error: cmd.error,
-        }));
-        break;
-      }
-      case 'hold_step':
-        // Paused: the retry waits for resume instead of a timer.
-        await holdStep(tx, runId, cmd.stepId);
-        events.push(stepEvent(cmd.stepId, 'step_retry_scheduled', cmd.attempt, { held_until_resume: true, error: cmd.error }));
-        break;
-      case 'skip_step':
-        skips.push({ stepId: cmd.stepId, reason: cmd.reason });
-        events.push(stepEvent(cmd.stepId, 'step_skipped', null, { reason: cmd.reason }));
-        break;
-      case 'fail_step':
-        await failStep(tx, runId, cmd.stepId, cmd.error, at);
-        events.push(stepEvent(cmd.stepId, 'step_failed', null, { error: cmd.error }));
-        break;
-      case 'cancel_step':
-        cancels.push(cmd.stepId);
-        events.push(stepEvent(cmd.stepId, 'step_cancelled', null, {}));
-        break;
-      case 'set_run_status':
-        await setRunStatus(tx, runId, statusBefore, cmd.status, at);
-        events.push(runStatusEvent(statusBefore, cmd.status));
-        break;
-      case 'finish_run':
-        finish = cmd;
-        break;
-      default:
-        assertNever(cmd);
-    }
+  const plan = planWrites(req, decision, locked.status, nextAttempt);
+  for (const w of plan.direct) {
+    if (w.type === 'retry') await scheduleRetry(tx, runId, w.stepId, w.availableAt);
+    else if (w.type === 'hold') await holdStep(tx, runId, w.stepId);
+    else if (w.type === 'fail') await failStep(tx, runId, w.stepId, w.error, at);
+    else await setRunStatus(tx, runId, w.from, w.to, at);
   }
-
   // Re-opened steps first: a later command of this decision may queue, wait or skip them.
-  if (reopened.length > 0) await reopenSteps(tx, runId, reopened);
-  if (waits.length > 0) await waitSteps(tx, runId, waits);
-  // One successor made ready here is claimed by the completing worker (no queue hop); the
-  // rest are queued for anyone. Not in a paused run (a retry queues there; nothing runs).
-  const claimId = req.claimFor && queue.length > 0 && decision.state.status === 'running' ? queue.shift() : undefined;
-  if (claimId !== undefined) events.push(stepEvent(claimId, 'step_started', nextAttempt(claimId), { worker: req.claimFor!.workerId }));
-  for (const stepId of queue) events.push(stepEvent(stepId, 'step_queued', null, {}));
+  if (plan.reopened.length > 0) await reopenSteps(tx, runId, plan.reopened);
+  if (plan.waits.length > 0) await waitSteps(tx, runId, plan.waits);
   // Approvals exist only for runs with a budget (kind 'budget'): other runs skip closing them.
-  if (finish) await finishWithOutputs(tx, wf, runId, finish, at, events, locked.budgetUsd !== null);
+  if (plan.finish) await finishWithOutputs(tx, wf, runId, plan.finish, at, plan.events, locked.budgetUsd !== null);
+  const { claimId } = plan;
   const claimed = await writeDecision(tx, {
-    runId, at, events, queue, skips, cancels,
+    runId, at, events: plan.events, queue: plan.queue, skips: plan.skips, cancels: plan.cancels,
     claim: claimId === undefined ? undefined : { stepId: claimId, workerId: req.claimFor!.workerId, leaseUntil: req.claimFor!.leaseUntil },
   });
-  if (cancels.length > 0) await tx.query(`SELECT pg_notify('weft_control', $1)`, [`cancel:${runId}`]);
-  return { finished: finish !== undefined, claimed };
+  if (plan.cancels.length > 0) await tx.query(`SELECT pg_notify('weft_control', $1)`, [`cancel:${runId}`]);
+  return { finished: plan.finish !== undefined, claimed };
 }
 
 /** A succeeded run evaluates its `outputs` bindings; if that fails, the run fails with the reason. */

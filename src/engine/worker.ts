@@ -25,6 +25,8 @@ import {
   type AttemptUsage, type ClaimedStep, type HeldLease,
 } from '../store/step-runs.ts';
 import { insertRunFiles } from '../store/run-files.ts';
+import type { RunSnapshot } from '../store/quick-completion.ts';
+import type { UsageDelta } from '../store/runs.ts';
 import { isTruthy } from '../steps/condition.ts';
 import { executors } from '../steps/registry.ts';
 import type { StepOverrides, StepResult, StepSettings } from '../steps/types.ts';
@@ -32,6 +34,7 @@ import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } fr
 import { AgentCache } from './agent-cache.ts';
 import { budgetHoldRequest } from './budget-hold.ts';
 import { OutputStream } from './output-stream.ts';
+import { completeSucceeded, type QuickSuccess } from './quick-advance.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
 import { WorkerMetrics } from './metrics.ts';
@@ -205,12 +208,13 @@ export class Worker {
   /** Runs an attempt, then the successor its completion claimed, and so on down the chain. */
   private async runChain(first: ClaimedStep): Promise<void> {
     let current: ClaimedStep | undefined = first;
+    let snapshot: RunSnapshot | undefined;
     while (current) {
       const entry = this.inflight.get(key(current))!;
       const started = this.deps.clock.now();
       const outcome = await this.execute(current, entry.controller);
       this.inflight.delete(key(current));
-      current = await this.finish(current, outcome, this.deps.clock.now() - started);
+      ({ claimed: current, snapshot } = await this.finish(current, outcome, this.deps.clock.now() - started, snapshot));
       if (current) {
         this.track(current);
         this.metrics.claimed++;
@@ -272,57 +276,86 @@ export class Worker {
     }
   }
 
-  /** Records an attempt's outcome; returns the successor claimed in the same transaction, if any. */
-  private async finish(c: ClaimedStep, outcome: AttemptOutcome, durationMs: number): Promise<ClaimedStep | undefined> {
+  /**
+   * Records an attempt's outcome; returns the successor claimed in the same transaction, if
+   * any, with the run's states after it when a quick completion (quick-advance.ts) claimed it.
+   */
+  private async finish(c: ClaimedStep, outcome: AttemptOutcome, durationMs: number, held: RunSnapshot | undefined): Promise<NextStep> {
     if (outcome.kind === 'abandoned') {
       if (outcome.reason.code === 'WEFT_LEASE_LOST') this.metrics.leaseLost++;
       this.deps.log.warn(outcome.reason.code === 'WEFT_LEASE_LOST' ? 'lost the lease; attempt abandoned' : 'attempt cancelled', {
         worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt,
       });
-      return undefined;
+      return { claimed: undefined };
     }
-    const at = new Date(this.deps.clock.now());
-    const fence = { runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: this.id };
-    let request: AdvanceRequest;
-    if (outcome.kind === 'succeeded') {
-      const usage = outcome.result.usage;
-      const attemptUsage: AttemptUsage | undefined = usage && { provider: usage.provider, model: usage.model, tokensIn: usage.tokensIn, tokensOut: usage.tokensOut, costUsd: usage.costUsd };
-      const branch = outcome.result.branch ?? null;
-      request = {
-        runId: c.runId, at,
-        event: { type: 'step_succeeded', stepId: c.stepId, branch },
-        ...(usage ? { usage: { tokensIn: usage.tokensIn, tokensOut: usage.tokensOut, costUsd: usage.costUsd, simulated: usage.simulated } } : {}),
-        fence: async (tx) => {
-          // Inside the fence's transaction: a stale attempt's files roll back with it.
-          if (outcome.result.files?.length) await insertRunFiles(tx, c.runId, c.stepId, outcome.result.files, at);
-          return completeAttempt(tx, { ...fence, output: outcome.output, branch, at, durationMs, usage: attemptUsage });
-        },
-        events: [attemptEvent(c, 'step_succeeded', { duration_ms: durationMs, ...(branch !== null ? { branch } : {}), ...(usage?.simulated ? { simulated: true } : {}) })],
-      };
-    } else if (outcome.kind === 'budget_exceeded') {
-      request = budgetHoldRequest(c, fence, outcome.error, at, durationMs);
-      this.deps.log.info('budget exceeded; run paused for approval', {
-        worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt, ...outcome.error.details,
-      });
-    } else {
-      const error = outcome.kind === 'failed' ? outcome.error : null;
-      const event: SchedulerEvent = outcome.kind === 'failed'
-        ? { type: 'step_failed', stepId: c.stepId, error: outcome.error }
-        : { type: 'step_guard_false', stepId: c.stepId };
-      request = {
-        runId: c.runId, at, event,
-        fence: (tx) => releaseAttempt(tx, { ...fence, error, at, durationMs }),
-        events: outcome.kind === 'failed' ? [attemptEvent(c, 'step_attempt_failed', { duration_ms: durationMs, error: outcome.error })] : [],
-      };
-    }
-    if (!this.stopping) request.claimFor = { workerId: this.id, leaseUntil: this.leaseUntil() };
     this.metrics.stepDuration.observe(durationMs / 1000);
     if (outcome.kind === 'succeeded') this.metrics.completed++;
     if (outcome.kind === 'failed') this.metrics.failed++;
     if (outcome.kind === 'budget_exceeded') this.metrics.budgetHolds++;
+    let at = new Date(this.deps.clock.now());
+    const claimFor = this.stopping ? undefined : { workerId: this.id, leaseUntil: this.leaseUntil() };
+    if (outcome.kind === 'succeeded' && !outcome.result.files?.length) {
+      const quick = await this.completeQuickly(c, held, {
+        at, now: () => new Date(this.deps.clock.now()), workerId: this.id, output: outcome.output, branch: outcome.result.branch ?? null, durationMs,
+        usage: attemptUsageOf(outcome.result), runUsage: runUsageOf(outcome.result), events: [successEvent(c, outcome.result, durationMs)], claimFor,
+      });
+      if (quick) return quick;
+      // The quick try may have waited for another completion of this run: record a time after it.
+      at = new Date(this.deps.clock.now());
+    }
+    const request = this.outcomeRequest(c, outcome, at, durationMs);
+    if (claimFor) request.claimFor = claimFor;
     const result = await this.advanceSafely(request, c);
     if (result?.retried) this.metrics.retried++;
-    return result?.claimed;
+    return { claimed: result?.claimed };
+  }
+
+  /** What advance() records for an attempt's outcome. */
+  private outcomeRequest(c: ClaimedStep, outcome: Exclude<AttemptOutcome, { kind: 'abandoned' }>, at: Date, durationMs: number): AdvanceRequest {
+    const fence = { runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: this.id };
+    if (outcome.kind === 'succeeded') {
+      const { result } = outcome;
+      const branch = result.branch ?? null;
+      const usage = runUsageOf(result);
+      return {
+        runId: c.runId, at,
+        event: { type: 'step_succeeded', stepId: c.stepId, branch },
+        ...(usage ? { usage } : {}),
+        fence: async (tx) => {
+          // Inside the fence's transaction: a stale attempt's files roll back with it.
+          if (result.files?.length) await insertRunFiles(tx, c.runId, c.stepId, result.files, at);
+          return completeAttempt(tx, { ...fence, output: outcome.output, branch, at, durationMs, usage: attemptUsageOf(result) });
+        },
+        events: [successEvent(c, result, durationMs)],
+      };
+    }
+    if (outcome.kind === 'budget_exceeded') {
+      this.deps.log.info('budget exceeded; run paused for approval', {
+        worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt, ...outcome.error.details,
+      });
+      return budgetHoldRequest(c, fence, outcome.error, at, durationMs);
+    }
+    const error = outcome.kind === 'failed' ? outcome.error : null;
+    const event: SchedulerEvent = outcome.kind === 'failed'
+      ? { type: 'step_failed', stepId: c.stepId, error: outcome.error }
+      : { type: 'step_guard_false', stepId: c.stepId };
+    return {
+      runId: c.runId, at, event,
+      fence: (tx) => releaseAttempt(tx, { ...fence, error, at, durationMs }),
+      events: outcome.kind === 'failed' ? [attemptEvent(c, 'step_attempt_failed', { duration_ms: durationMs, error: outcome.error })] : [],
+    };
+  }
+
+  /** A success in one statement (quick-advance.ts); undefined: use advance(), nothing was written. */
+  private async completeQuickly(c: ClaimedStep, held: RunSnapshot | undefined, s: QuickSuccess): Promise<NextStep | undefined> {
+    try {
+      return await completeSucceeded(this.deps.db, this.deps, c, held, s);
+    } catch (error) {
+      if (!(error instanceof WeftError && error.code === 'WEFT_LEASE_LOST')) return undefined;
+      this.metrics.leaseLost++;
+      this.deps.log.warn('lost the lease; result discarded', { worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt });
+      return { claimed: undefined };
+    }
   }
 
   /** `ownAttempt` false: a sweep, whose fence failing only means someone else got there first. */
@@ -395,6 +428,25 @@ export class Worker {
     t.unref();
     this.timers.push(t);
   }
+}
+
+/** The successor an attempt's completion claimed, and the run's states after it when known. */
+type NextStep = { claimed: ClaimedStep | undefined; snapshot?: RunSnapshot };
+
+function attemptUsageOf(result: StepResult): AttemptUsage | undefined {
+  const usage = result.usage;
+  return usage && { provider: usage.provider, model: usage.model, tokensIn: usage.tokensIn, tokensOut: usage.tokensOut, costUsd: usage.costUsd };
+}
+
+/** What a success adds to the run's totals. */
+function runUsageOf(result: StepResult): UsageDelta | undefined {
+  const usage = result.usage;
+  return usage && { tokensIn: usage.tokensIn, tokensOut: usage.tokensOut, costUsd: usage.costUsd, simulated: usage.simulated };
+}
+
+function successEvent(c: ClaimedStep, result: StepResult, durationMs: number): NewEvent {
+  const branch = result.branch ?? null;
+  return attemptEvent(c, 'step_succeeded', { duration_ms: durationMs, ...(branch !== null ? { branch } : {}), ...(result.usage?.simulated ? { simulated: true } : {}) });
 }
 
 /**

@@ -48,13 +48,24 @@ export async function migrate(db: Db): Promise<number[]> {
 }
 
 /**
- * Splits a migration script on semicolons at line ends. Our migrations keep to that form
- * (no function bodies with inner semicolons yet), which lets one transaction run them on
- * both drivers through the parameterised query path.
+ * Splits a migration script on semicolons at line ends, except inside a `$$ … $$` function
+ * body (whose own statements end in semicolons too), which lets one transaction run the
+ * statements on both drivers through the parameterised query path. Lines that are only a
+ * comment are dropped.
  */
-function splitStatements(sql: string): string[] {
-  return sql
-    .split(/;\s*$/m)
-    .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
-    .filter((s) => s.length > 0);
+export function splitStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let current: string[] = [];
+  let inBody = false;
+  for (const line of sql.split('\n')) {
+    if (!inBody && /^\s*--/.test(line)) continue;
+    current.push(line);
+    if ((line.match(/\$\$/g)?.length ?? 0) % 2 === 1) inBody = !inBody;
+    if (!inBody && /;\s*$/.test(line)) {
+      statements.push(current.join('\n').replace(/;\s*$/, '').trim());
+      current = [];
+    }
+  }
+  statements.push(current.join('\n').trim());
+  return statements.filter((s) => s.length > 0);
 }

@@ -45,7 +45,7 @@ export interface ClaimedStep {
   runProvider: string | null;
 }
 
-interface ClaimRow {
+export interface ClaimRow {
   run_id: string;
   step_id: string;
   attempt: number;
@@ -61,7 +61,7 @@ interface ClaimRow {
   run_provider: string | null;
 }
 
-function toClaimed(r: ClaimRow): ClaimedStep {
+export function toClaimed(r: ClaimRow): ClaimedStep {
   return {
     runId: r.run_id, stepId: r.step_id, attempt: r.attempt, attemptBase: r.attempt_base, overrides: r.overrides,
     versionId: r.version_id, inputs: r.inputs, context: r.context, deps: r.deps, readyAt: r.ready_at,
@@ -92,6 +92,11 @@ function toStates(json: StatesJson): StepStates {
     steps[id] = s;
   }
   return steps;
+}
+
+/** Step states from weft_step_states' text (migration 0006), which has the STATES fields. */
+export function parseStepStates(text: string | null): StepStates {
+  return toStates(text === null || text === '' ? null : (JSON.parse(text) as StatesJson));
 }
 
 /** Reads every step's state (the caller holds the run lock, see lockRun). */

@@ -1,0 +1,76 @@
+/**
+ * The worker's common step completion, in one statement. The worker decides from the run's
+ * step states it already holds — the ones its previous quick completion returned, or one
+ * plain read — and hands the fence, the output and the decision's writes to
+ * weft_complete_attempt, which applies them only if the run still has exactly those states
+ * (store/quick-completion.ts). advance() does the same in five round trips (BEGIN, lock,
+ * fence, writes, COMMIT), holding the run lock across them.
+ *
+ * Only what advance() would write in its last statement goes this way: a success whose
+ * decision appends events, queues, skips or claims steps. A decision that finishes, fails,
+ * retries, waits or changes the run's status, a run that is not running in auto mode, files
+ * to store, or a second stale snapshot: the caller uses advance(), which decides again under
+ * the lock.
+ */
+import { decide } from '../core/scheduler.ts';
+import type { Db } from '../store/db.ts';
+import type { NewEvent } from '../store/events.ts';
+import { completeQuickly, readRunSnapshot, StaleSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
+import type { UsageDelta } from '../store/runs.ts';
+import type { AttemptUsage, ClaimedStep } from '../store/step-runs.ts';
+import { isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
+
+export interface QuickSuccess {
+  at: Date;
+  /** The clock: a second try takes a new `at`, later than the change that made the first stale. */
+  now: () => Date;
+  workerId: string;
+  output: unknown;
+  branch: string | null;
+  durationMs: number;
+  usage: AttemptUsage | undefined;
+  runUsage: UsageDelta | undefined;
+  /** The attempt's own event (step_succeeded). */
+  events: NewEvent[];
+  claimFor: { workerId: string; leaseUntil: Date } | undefined;
+}
+
+export type QuickResult = { claimed: ClaimedStep; snapshot: RunSnapshot } | { claimed: undefined };
+
+/**
+ * Completes a succeeded attempt quickly. undefined: not a quick case, nothing was written —
+ * use advance(). Throws WEFT_LEASE_LOST when the attempt lost its lease; any other error
+ * (a deadlock, a dropped connection) also wrote nothing, and advance() may still succeed.
+ */
+export async function completeSucceeded(
+  db: Db,
+  deps: AdvanceDeps,
+  c: ClaimedStep,
+  held: RunSnapshot | undefined,
+  s: QuickSuccess,
+): Promise<QuickResult | undefined> {
+  let snapshot = held ?? (await readRunSnapshot(db, c.runId));
+  let at = s.at;
+  const wf = await deps.versions.get(db, c.versionId);
+  for (let tries = 0; snapshot && tries < 2; tries++) {
+    if (snapshot.status !== 'running' || snapshot.mode !== 'auto') return undefined;
+    const { steps } = snapshot;
+    const decision = decide(wf, { status: 'running', steps }, { type: 'step_succeeded', stepId: c.stepId, branch: s.branch }, deps.random);
+    const plan = planWrites({ at, events: s.events, claimFor: s.claimFor }, decision, 'running', (id) => (steps[id]?.attempt ?? 0) + 1);
+    if (decision.state.status !== 'running' || !isQuickPlan(plan)) return undefined;
+    try {
+      const done = await completeQuickly(db, {
+        runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: s.workerId, expected: snapshot,
+        at, output: s.output, branch: s.branch, durationMs: s.durationMs, usage: s.usage, runUsage: s.runUsage,
+        events: plan.events, queue: plan.queue, skips: plan.skips,
+        claim: plan.claimId === undefined ? undefined : { stepId: plan.claimId, leaseUntil: s.claimFor!.leaseUntil },
+      });
+      return done ?? { claimed: undefined };
+    } catch (error) {
+      if (!(error instanceof StaleSnapshot)) throw error;
+      snapshot = error.current;
+      at = s.now();
+    }
+  }
+  return undefined;
+}

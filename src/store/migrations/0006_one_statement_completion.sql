@@ -1,0 +1,97 @@
+-- The common step completion as one statement (see src/store/quick-completion.ts): a worker that
+-- knows the run's step states decides in memory, then sends the fence, the output and the
+-- decision's writes in one call, instead of BEGIN, lock, fence, writes and COMMIT.
+
+-- Every step's state of a run as text, in step order: what a quick completion was decided
+-- from, compared as text under the run lock. Same fields as STATES in step-runs.ts. PL/pgSQL,
+-- not SQL: PostgreSQL 15 parses and plans a SQL function's body again in every statement that
+-- calls it, while PL/pgSQL keeps the plan for the connection's life.
+CREATE FUNCTION weft_step_states(p_run uuid) RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  RETURN (SELECT json_agg(json_build_array(s.step_id, s.status, s.attempt, s.branch, s.attempt_base,
+      s.status = 'pending' AND s.error->>'code' = 'WEFT_BUDGET_EXCEEDED') ORDER BY s.step_id)::text
+    FROM step_runs s WHERE s.run_id = p_run);
+END
+$$;
+
+-- Completes a succeeded attempt and writes the decision taken from p_expected, atomically:
+-- 1. locks the run (the same UPDATE as lockRun, usage included), then, in a statement that
+--    reads after the lock, checks the run is running in auto mode with exactly the step
+--    states p_expected; otherwise raises WF409 with the current ones in DETAIL (JSON
+--    {status, mode, states as the text}) and writes nothing;
+-- 2. the fence: marks the attempt succeeded only if this worker still holds it (else WF410,
+--    nothing written) and stores the output as the next artifact version;
+-- 3. the decision: its events, the steps it queues (waking the workers) or skips, and the one
+--    successor it claims for this worker, returned with its inputs and the run's new states.
+-- One statement is one transaction: a raise rolls back the lock's UPDATE too.
+CREATE FUNCTION weft_complete_attempt(
+  p_run uuid, p_expected text, p_at timestamptz,
+  p_usage_in bigint, p_usage_out bigint, p_usage_cost numeric, p_usage_simulated boolean,
+  p_step text, p_attempt int, p_worker text, p_output jsonb, p_branch text, p_duration_ms int,
+  p_provider text, p_model text, p_tokens_in int, p_tokens_out int, p_cost numeric,
+  p_event_steps text[], p_event_types text[], p_event_attempts int[], p_event_data jsonb[],
+  p_queue text[], p_skip_steps text[], p_skip_reasons text[],
+  p_claim text, p_lease_until timestamptz
+) RETURNS TABLE (
+  o_run_id uuid, o_step_id text, o_attempt int, o_attempt_base int, o_overrides jsonb, o_ready_at timestamptz,
+  o_version_id uuid, o_inputs jsonb, o_context jsonb, o_spent_usd float8, o_budget_usd float8, o_run_provider text,
+  o_deps jsonb, o_states text
+) LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  v_status text;
+  v_mode text;
+  v_states text;
+  v_changed int;
+BEGIN
+  UPDATE runs r SET updated_at = p_at, tokens_in = r.tokens_in + p_usage_in, tokens_out = r.tokens_out + p_usage_out,
+    cost_usd = r.cost_usd + p_usage_cost, simulated = r.simulated OR p_usage_simulated
+  WHERE r.id = p_run
+  RETURNING r.status, r.mode INTO v_status, v_mode;
+  v_states := weft_step_states(p_run);
+  IF v_status IS DISTINCT FROM 'running' OR v_mode IS DISTINCT FROM 'auto' OR v_states IS DISTINCT FROM p_expected THEN
+    RAISE EXCEPTION 'run % changed since its step states were read', p_run
+      USING ERRCODE = 'WF409', DETAIL = json_build_object('status', v_status, 'mode', v_mode, 'states', v_states)::text;
+  END IF;
+
+  UPDATE step_runs s SET status = 'succeeded', branch = p_branch, finished_at = p_at, duration_ms = p_duration_ms,
+    lease_owner = NULL, lease_expires_at = NULL, error = NULL,
+    provider = p_provider, model = p_model, tokens_in = p_tokens_in, tokens_out = p_tokens_out, cost_usd = p_cost
+  WHERE s.run_id = p_run AND s.step_id = p_step AND s.attempt = p_attempt AND s.lease_owner = p_worker AND s.status = 'running';
+  GET DIAGNOSTICS v_changed = ROW_COUNT;
+  IF v_changed <> 1 THEN
+    RAISE EXCEPTION 'step % of run % attempt % no longer holds its lease', p_step, p_run, p_attempt USING ERRCODE = 'WF410';
+  END IF;
+  INSERT INTO artifacts (run_id, step_id, name, version, content, is_latest, produced_by, attempt, created_at)
+  VALUES (p_run, p_step, 'output',
+    1 + coalesce((SELECT max(a.version) FROM artifacts a WHERE a.run_id = p_run AND a.step_id = p_step AND a.name = 'output'), 0),
+    p_output, true, 'attempt', p_attempt, p_at);
+
+  INSERT INTO run_events (run_id, step_id, type, attempt, data, created_at)
+  SELECT p_run, e.step_id, e.type, e.attempt, e.data, p_at
+  FROM unnest(p_event_steps, p_event_types, p_event_attempts, p_event_data) AS e(step_id, type, attempt, data);
+  IF cardinality(p_queue) > 0 THEN
+    UPDATE step_runs s SET status = 'queued', available_at = p_at
+    WHERE s.run_id = p_run AND s.step_id = ANY(p_queue) AND s.status IN ('pending', 'waiting');
+    PERFORM pg_notify('weft_steps', '');
+  END IF;
+  IF cardinality(p_skip_steps) > 0 THEN
+    UPDATE step_runs s SET status = 'skipped', skip_reason = k.reason, finished_at = p_at
+    FROM unnest(p_skip_steps, p_skip_reasons) AS k(step_id, reason)
+    WHERE s.run_id = p_run AND s.step_id = k.step_id;
+  END IF;
+  IF p_claim IS NULL THEN
+    RETURN;
+  END IF;
+  UPDATE step_runs s SET status = 'running', attempt = s.attempt + 1, lease_owner = p_worker, lease_expires_at = p_lease_until,
+    started_at = p_at, available_at = p_at, finished_at = NULL, duration_ms = NULL
+  WHERE s.run_id = p_run AND s.step_id = p_claim AND s.status IN ('pending', 'queued', 'waiting');
+  RETURN QUERY
+  SELECT s.run_id, s.step_id, s.attempt, s.attempt_base, s.overrides, s.available_at, r.version_id, r.inputs, r.context,
+    r.cost_usd::float8, r.budget_usd::float8, r.provider,
+    (SELECT coalesce(jsonb_object_agg(a.step_id, a.content), '{}'::jsonb) FROM artifacts a
+     WHERE a.run_id = s.run_id AND a.step_id = ANY(s.refs) AND a.name = 'output' AND a.is_latest),
+    weft_step_states(p_run)
+  FROM step_runs s JOIN runs r ON r.id = s.run_id
+  WHERE s.run_id = p_run AND s.step_id = p_claim AND s.status = 'running' AND s.lease_owner = p_worker;
+END
+$$;

@@ -1,0 +1,148 @@
+/**
+ * Quick completions (migration 0006, store/quick-completion.ts, engine/quick-advance.ts): a
+ * success decided from step states read earlier is written in one statement, only if the run
+ * still has exactly those states; otherwise nothing is written and the caller decides again.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Engine } from '../src/engine/engine.ts';
+import type { Db, Queryable } from '../src/store/db.ts';
+import { completeQuickly, readRunSnapshot, StaleSnapshot, type QuickCompletion } from '../src/store/quick-completion.ts';
+import { claimQueued } from '../src/store/step-runs.ts';
+import { BACKENDS, closeTemplates, openTestDb } from './helpers/db.ts';
+import { FAST_WORKER, launch } from './helpers/engine.ts';
+
+after(closeTemplates);
+
+/** Counts what reaches the database: transactions, and calls of the one-statement completion. */
+function counting(db: Db): { db: Db; counts: { transactions: number; quick: number } } {
+  const counts = { transactions: 0, quick: 0 };
+  const count = (text: string) => {
+    if (text.includes('weft_complete_attempt(')) counts.quick++;
+  };
+  const wrapped: Db = Object.assign(Object.create(db) as Db, {
+    query: ((text: string, params?: readonly unknown[]) => {
+      count(text);
+      return db.query(text, params);
+    }) as Db['query'],
+    transaction: (<T>(fn: (tx: Queryable) => Promise<T>) => {
+      counts.transactions++;
+      return db.transaction((tx) => fn({ query: (text, params) => (count(text), tx.query(text, params)) } as Queryable));
+    }) as Db['transaction'],
+  });
+  return { db: wrapped, counts };
+}
+
+const CHAIN = {
+  name: 'chain of six',
+  steps: {
+    a: { type: 'transform', expr: '1' },
+    b: { type: 'transform', needs: ['a'], expr: '$a + 1' },
+    c: { type: 'transform', needs: ['b'], expr: '$b + 1' },
+    d: { type: 'transform', needs: ['c'], expr: '$c + 1' },
+    e: { type: 'transform', needs: ['d'], expr: '$d + 1' },
+    f: { type: 'transform', needs: ['e'], expr: '$e + 1' },
+  },
+  outputs: { last: '$f' },
+};
+
+async function rowCounts(db: Db, runId: string): Promise<unknown> {
+  const { rows } = await db.query(
+    `SELECT (SELECT count(*)::int FROM run_events WHERE run_id = $1) AS events,
+            (SELECT count(*)::int FROM artifacts WHERE run_id = $1) AS artifacts,
+            (SELECT updated_at FROM runs WHERE id = $1) AS updated_at,
+            (SELECT tokens_in::int FROM runs WHERE id = $1) AS tokens_in,
+            (SELECT json_agg(json_build_array(step_id, status, attempt, lease_owner) ORDER BY step_id) FROM step_runs WHERE run_id = $1) AS steps`,
+    [runId],
+  );
+  return rows[0];
+}
+
+for (const backend of BACKENDS) {
+  void describe(`quick completions on ${backend}`, () => {
+    void test('a chain: every success but the last is one statement, no transaction; the last finishes the run through advance', async (t) => {
+      const raw = await openTestDb(backend, t);
+      if (!raw) return;
+      const { db, counts } = counting(raw);
+      const engine = new Engine({ db, worker: FAST_WORKER });
+      t.after(async () => {
+        await engine.stop();
+        await raw.close();
+      });
+      await engine.start();
+      const runId = await launch(engine, CHAIN);
+      assert.equal(await engine.waitForRun(runId, 10_000), 'succeeded');
+      const run = (await engine.getRun(runId))!;
+      assert.deepEqual(run.outputs, { last: 6 });
+      // a–e: quick (each claims its successor); f: the decision finishes the run, so advance().
+      assert.equal(counts.quick, 5);
+      // Registering the workflow, starting the run (which claims a), and finishing it.
+      assert.equal(counts.transactions, 3);
+      assert.ok(run.steps.every((s) => s.status === 'succeeded' && s.attempt === 1));
+      const types = (await engine.listEvents(runId)).map((e) => `${e.stepId ?? '-'}:${e.type}`);
+      assert.deepEqual(types, [
+        '-:run_created', 'a:step_started', 'a:step_succeeded', 'b:step_started', 'b:step_succeeded', 'c:step_started',
+        'c:step_succeeded', 'd:step_started', 'd:step_succeeded', 'e:step_started', 'e:step_succeeded', 'f:step_started',
+        'f:step_succeeded', '-:run_succeeded',
+      ]);
+    });
+
+    void test('a stale snapshot, a lost lease or a paused run write nothing; the stale answer carries the states read under the lock', async (t) => {
+      const db = await openTestDb(backend, t);
+      if (!db) return;
+      const engine = new Engine({ db, worker: false });
+      t.after(async () => {
+        await engine.stop();
+        await db.close();
+      });
+      await engine.start();
+      const runId = await launch(engine, CHAIN);
+      const now = new Date();
+      const [claimed] = await claimQueued(db, { workerId: 'w1', now, leaseUntil: new Date(now.getTime() + 60_000), limit: 1 });
+      assert.equal(claimed?.stepId, 'a');
+      const snapshot = (await readRunSnapshot(db, runId))!;
+      assert.equal(snapshot.steps['a']?.status, 'running');
+      const completion: QuickCompletion = {
+        runId, stepId: 'a', attempt: 1, workerId: 'w1', expected: snapshot, at: new Date(now.getTime() + 10), output: 1, branch: null,
+        durationMs: 10, usage: undefined, runUsage: { tokensIn: 5, tokensOut: 0, costUsd: 0, simulated: false },
+        events: [{ stepId: 'a', type: 'step_succeeded', attempt: 1, data: {} }, { stepId: 'b', type: 'step_started', attempt: 1, data: { worker: 'w1' } }],
+        queue: [], skips: [], claim: { stepId: 'b', leaseUntil: new Date(now.getTime() + 60_000) },
+      };
+      const before = await rowCounts(db, runId);
+
+      const stale = { ...snapshot, statesText: snapshot.statesText.replace('"running"', '"queued"') };
+      const refused = await completeQuickly(db, { ...completion, expected: stale }).catch((e: unknown) => e);
+      assert.ok(refused instanceof StaleSnapshot, `stale: ${String(refused)}`);
+      assert.equal(refused.current.statesText, snapshot.statesText, 'the current states, as the database renders them');
+      assert.deepEqual(refused.current.steps, snapshot.steps);
+      assert.deepEqual(await rowCounts(db, runId), before, 'a stale snapshot wrote nothing');
+
+      const lost = await completeQuickly(db, { ...completion, workerId: 'w2' }).catch((e: unknown) => e);
+      assert.equal((lost as { code?: string }).code, 'WEFT_LEASE_LOST');
+      assert.deepEqual(await rowCounts(db, runId), before, 'a lost lease wrote nothing');
+
+      const done = await completeQuickly(db, completion);
+      assert.equal(done?.claimed.stepId, 'b');
+      assert.equal(done?.claimed.attempt, 1);
+      assert.deepEqual(done?.claimed.deps, { a: 1 }, 'the successor reads the output just stored');
+      assert.equal(done?.snapshot.statesText, (await readRunSnapshot(db, runId))!.statesText, 'the states after the write');
+      const after = (await rowCounts(db, runId)) as { events: number; artifacts: number; tokens_in: number };
+      assert.equal(after.events, (before as { events: number }).events + 2);
+      assert.equal(after.artifacts, 1);
+      assert.equal(after.tokens_in, 5);
+
+      // Paused: the states are unchanged, but the run is not running, so nothing may be claimed.
+      await engine.pauseRun(runId);
+      const paused = (await readRunSnapshot(db, runId))!;
+      const next: QuickCompletion = {
+        ...completion, stepId: 'b', expected: { ...paused, status: 'running' }, output: 2, runUsage: undefined,
+        events: [], claim: { stepId: 'c', leaseUntil: completion.claim!.leaseUntil },
+      };
+      const beforePause = await rowCounts(db, runId);
+      const refusedPaused = await completeQuickly(db, next).catch((e: unknown) => e);
+      assert.ok(refusedPaused instanceof StaleSnapshot);
+      assert.equal(refusedPaused.current.status, 'paused');
+      assert.deepEqual(await rowCounts(db, runId), beforePause, 'nothing written in a paused run');
+    });
+  });
+}
