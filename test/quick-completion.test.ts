@@ -6,6 +6,8 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine } from '../src/engine/engine.ts';
+import { completeSucceeded, type QuickSuccess } from '../src/engine/quick-advance.ts';
+import { VersionCache } from '../src/engine/version-cache.ts';
 import type { Db, Queryable } from '../src/store/db.ts';
 import { completeQuickly, readRunSnapshot, StaleSnapshot, type QuickCompletion } from '../src/store/quick-completion.ts';
 import { claimQueued } from '../src/store/step-runs.ts';
@@ -143,6 +145,45 @@ for (const backend of BACKENDS) {
       assert.ok(refusedPaused instanceof StaleSnapshot);
       assert.equal(refusedPaused.current.status, 'paused');
       assert.deepEqual(await rowCounts(db, runId), beforePause, 'nothing written in a paused run');
+    });
+
+    void test('the worker decides again from the states a stale answer carries, with a later time; a step with live siblings goes through advance', async (t) => {
+      const db = await openTestDb(backend, t);
+      if (!db) return;
+      const engine = new Engine({ db, worker: false });
+      t.after(async () => {
+        await engine.stop();
+        await db.close();
+      });
+      await engine.start();
+      const deps = { versions: new VersionCache(), random: Math.random };
+      const lease = (): Date => new Date(Date.now() + 60_000);
+      const runId = await launch(engine, CHAIN);
+      const [a] = await claimQueued(db, { workerId: 'w1', now: new Date(), leaseUntil: lease(), limit: 1 });
+      const current = (await readRunSnapshot(db, runId))!;
+      // Held states that no longer match (as after another worker's write): same steps, other text.
+      const held = { ...current, statesText: `${current.statesText} ` };
+      const first = new Date(Date.now() - 1000);
+      const later = new Date();
+      const success: QuickSuccess = {
+        at: first, now: () => later, workerId: 'w1', output: 1, branch: null, durationMs: 1, usage: undefined, runUsage: undefined,
+        events: [{ stepId: 'a', type: 'step_succeeded', attempt: 1, data: {} }], claimFor: { workerId: 'w1', leaseUntil: lease() },
+      };
+      const done = await completeSucceeded(db, deps, a!, held, success);
+      assert.equal(done?.claimed?.stepId, 'b', 'the second try, from the returned states, claimed b');
+      const { rows } = await db.query<{ finished_at: Date }>(`SELECT finished_at FROM step_runs WHERE run_id = $1 AND step_id = 'a'`, [runId]);
+      assert.equal(rows[0]!.finished_at.getTime(), later.getTime(), 'recorded with the time of the second try');
+
+      // A fan-out: while a sibling is in flight the quick path declines and writes nothing.
+      const fan = await launch(engine, {
+        name: 'fan', steps: { x: { type: 'transform', expr: '1' }, y: { type: 'transform', expr: '2' } },
+      });
+      const claimed = await claimQueued(db, { workerId: 'w1', now: new Date(), leaseUntil: lease(), limit: 2 });
+      const x = claimed.find((c) => c.runId === fan && c.stepId === 'x')!;
+      assert.ok(claimed.some((c) => c.runId === fan && c.stepId === 'y'));
+      const before = await rowCounts(db, fan);
+      assert.equal(await completeSucceeded(db, deps, x, undefined, { ...success, events: [] }), undefined);
+      assert.deepEqual(await rowCounts(db, fan), before);
     });
   });
 }

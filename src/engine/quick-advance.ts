@@ -6,8 +6,8 @@
  * (store/quick-completion.ts). advance() does the same in five round trips (BEGIN, lock,
  * fence, writes, COMMIT), holding the run lock across them.
  *
- * Only what advance() would write in its last statement goes this way: a success whose
- * decision appends events, queues, skips or claims steps. A decision that finishes, fails,
+ * Only what advance() would write in its last statement goes this way: a success of the
+ * run's only step in flight whose decision appends events, queues, skips or claims steps. A decision that finishes, fails,
  * retries, waits or changes the run's status, a run that is not running in auto mode, files
  * to store, or a second stale snapshot: the caller uses advance(), which decides again under
  * the lock.
@@ -55,6 +55,9 @@ export async function completeSucceeded(
   for (let tries = 0; snapshot && tries < 2; tries++) {
     if (snapshot.status !== 'running' || snapshot.mode !== 'auto') return undefined;
     const { steps } = snapshot;
+    // Another step of the run in flight would likely complete first and make the snapshot
+    // stale (a fan-out's siblings all would): advance() waits for the lock instead.
+    if (Object.entries(steps).some(([id, st]) => id !== c.stepId && (st.status === 'running' || st.status === 'queued'))) return undefined;
     const decision = decide(wf, { status: 'running', steps }, { type: 'step_succeeded', stepId: c.stepId, branch: s.branch }, deps.random);
     const plan = planWrites({ at, events: s.events, claimFor: s.claimFor }, decision, 'running', (id) => (steps[id]?.attempt ?? 0) + 1);
     if (decision.state.status !== 'running' || !isQuickPlan(plan)) return undefined;
