@@ -76,7 +76,8 @@ for (const backend of BACKENDS) {
       assert.equal(await engine.waitForRun(runId, 10_000), 'succeeded');
       const run = (await engine.getRun(runId))!;
       assert.deepEqual(run.outputs, { last: 6 });
-      // a–e: quick (each claims its successor); f: the decision finishes the run, so advance().
+      // a (its states read when the run started and claimed it) to e: quick, each claiming its
+      // successor; f: the decision finishes the run, so advance().
       assert.equal(counts.quick, 5);
       // Registering the workflow, starting the run (which claims a), and finishing it.
       assert.equal(counts.transactions, 3);
@@ -182,7 +183,9 @@ for (const backend of BACKENDS) {
       const x = claimed.find((c) => c.runId === fan && c.stepId === 'x')!;
       assert.ok(claimed.some((c) => c.runId === fan && c.stepId === 'y'));
       const before = await rowCounts(db, fan);
-      assert.equal(await completeSucceeded(db, deps, x, undefined, { ...success, events: [] }), undefined);
+      const fanSnapshot = (await readRunSnapshot(db, fan))!;
+      assert.equal(await completeSucceeded(db, deps, x, fanSnapshot, { ...success, events: [] }), undefined);
+      assert.equal(await completeSucceeded(db, deps, x, undefined, { ...success, events: [] }), undefined, 'nor without a snapshot');
       assert.deepEqual(await rowCounts(db, fan), before);
     });
   });

@@ -8,9 +8,10 @@ import type { CompiledWorkflow } from '../core/compiled.ts';
 import { WeftError, toErrorRecord, type ErrorRecord } from '../core/errors.ts';
 import { evaluateExpression } from '../core/expressions.ts';
 import { decide, type SchedulerDecision } from '../core/scheduler.ts';
-import type { Random, RunState, RunStatus, SchedulerCommand, SchedulerEvent } from '../core/scheduler-types.ts';
+import { TERMINAL_STEP, type Random, type RunState, type RunStatus, type SchedulerCommand, type SchedulerEvent } from '../core/scheduler-types.ts';
 import type { Queryable } from '../store/db.ts';
 import type { NewEvent } from '../store/events.ts';
+import { readRunSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
 import { finishRun, loadRunScope, lockRun, setRunStatus, type LockedRun, type UsageDelta } from '../store/runs.ts';
 import {
   failStep, holdStep, loadStepStates, reopenSteps, scheduleRetry, waitSteps, writeDecision,
@@ -48,6 +49,8 @@ export interface AdvanceResult {
   status: RunStatus;
   finished: boolean;
   claimed: ClaimedStep | undefined;
+  /** The run's states after this write, read when the claimed step is worth a quick completion (see quickSnapshotWorthReading). */
+  snapshot?: RunSnapshot;
   /** The decision scheduled (or held) a retry. */
   retried: boolean;
 }
@@ -68,7 +71,26 @@ export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequ
   req.check?.(decision, wf, state);
   const result = await applyCommands(tx, wf, req, decision, locked, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
   const retried = decision.commands.some((c) => c.type === 'retry_step' || c.type === 'hold_step');
-  return { status: decision.state.status, retried, ...result };
+  const snapshot = result.claimed && locked.mode === 'auto' && quickSnapshotWorthReading(decision.state, result.claimed.stepId)
+    ? await readRunSnapshot(tx, req.runId)
+    : undefined;
+  return { status: decision.state.status, retried, ...result, ...(snapshot ? { snapshot } : {}) };
+}
+
+/**
+ * A claimed step can complete quickly (quick-advance.ts) only when it is its run's one step in
+ * flight, and that is worth a read only if its completion will not finish the run (finishing
+ * goes through advance()): every other step must be neither queued nor running, and one still
+ * pending.
+ */
+export function quickSnapshotWorthReading(state: RunState, claimedId: string): boolean {
+  let pending = false;
+  for (const [id, s] of Object.entries(state.steps)) {
+    if (id === claimedId) continue;
+    if (s.status === 'queued' || s.status === 'running') return false;
+    if (!TERMINAL_STEP.has(s.status)) pending = true;
+  }
+  return pending;
 }
 
 /** A write carried out by its own statement, in decision order. */

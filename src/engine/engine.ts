@@ -14,11 +14,12 @@ import { TERMINAL_RUN, type Random, type RunMode, type RunStatus, type Scheduler
 import { transactionWithRetry, type Db, type Queryable } from '../store/db.ts';
 import type { ApprovalRecord } from '../store/approvals.ts';
 import { listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
+import { readRunSnapshot } from '../store/quick-completion.ts';
 import { findRunByIdempotencyKey, getRun, getRunStatus, insertRun, type LockedRun, type RunRow, type StepRunRow } from '../store/runs.ts';
 import { insertStepRuns, loadStepStates, setStepOverrides, waitSteps, writeDecision, type StepStates } from '../store/step-runs.ts';
 import { definitionHash, ensureVersion, findWorkflowByName, insertWorkflow, lockWorkflow } from '../store/workflows.ts';
 import type { StepSettings } from '../steps/types.ts';
-import { advance, type AdvanceRequest, type AdvanceResult } from './advance.ts';
+import { advance, quickSnapshotWorthReading, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { approvalDecisionRequest, checkApprovalDecision, type ApprovalDecision } from './approval-decision.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { silentLogger, type Logger } from './log.ts';
@@ -149,7 +150,7 @@ export class Engine {
     const outcome = await transactionWithRetry(this.db, async (tx) => {
       if (request.idempotencyKey !== undefined) {
         const existing = await findRunByIdempotencyKey(tx, ownerId, request.idempotencyKey);
-        if (existing) return { runId: existing, claimed: undefined };
+        if (existing) return { runId: existing, claimed: undefined, snapshot: undefined };
       }
       const { state, commands } = decide(wf, initialState(wf, mode), { type: 'run_started' }, this.random);
       const status = state.status === 'waiting' ? 'waiting' : 'running';
@@ -179,9 +180,11 @@ export class Engine {
         runId, at, events, queue, skips: [], cancels: [],
         claim: claimId === undefined ? undefined : { stepId: claimId, workerId: worker!.id, leaseUntil: worker!.leaseUntil() },
       });
-      return { runId, claimed };
+      // A root alone in flight can complete quickly: it needs the states it will decide from.
+      const snapshot = claimed && mode === 'auto' && quickSnapshotWorthReading(state, claimed.stepId) ? await readRunSnapshot(tx, runId) : undefined;
+      return { runId, claimed, snapshot };
     });
-    if (outcome.claimed) worker!.adopt(outcome.claimed);
+    if (outcome.claimed) worker!.adopt(outcome.claimed, outcome.snapshot);
     return outcome.runId;
   }
 
@@ -323,7 +326,7 @@ export class Engine {
         claimFor: worker ? { workerId: worker.id, leaseUntil: worker.leaseUntil() } : undefined,
       }),
     );
-    if (result.claimed) worker!.adopt(result.claimed);
+    if (result.claimed) worker!.adopt(result.claimed, result.snapshot);
     if (result.finished) this.finished.emit(request.runId);
     return result.status;
   }

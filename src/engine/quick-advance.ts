@@ -1,7 +1,7 @@
 /**
  * The worker's common step completion, in one statement. The worker decides from the run's
- * step states it already holds — the ones its previous quick completion returned, or one
- * plain read — and hands the fence, the output and the decision's writes to
+ * step states it already holds — returned with the step it runs by the completion that
+ * claimed it (a quick one, or advance() when the step is alone in flight) — and hands the fence, the output and the decision's writes to
  * weft_complete_attempt, which applies them only if the run still has exactly those states
  * (store/quick-completion.ts). advance() does the same in five round trips (BEGIN, lock,
  * fence, writes, COMMIT), holding the run lock across them.
@@ -9,13 +9,13 @@
  * Only what advance() would write in its last statement goes this way: a success of the
  * run's only step in flight whose decision appends events, queues, skips or claims steps. A decision that finishes, fails,
  * retries, waits or changes the run's status, a run that is not running in auto mode, files
- * to store, or a second stale snapshot: the caller uses advance(), which decides again under
- * the lock.
+ * to store, no snapshot held (a step claimed from the queue), or a second stale snapshot: the
+ * caller uses advance(), which decides again under the lock.
  */
 import { decide } from '../core/scheduler.ts';
 import type { Db } from '../store/db.ts';
 import type { NewEvent } from '../store/events.ts';
-import { completeQuickly, readRunSnapshot, StaleSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
+import { completeQuickly, StaleSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
 import type { UsageDelta } from '../store/runs.ts';
 import type { AttemptUsage, ClaimedStep } from '../store/step-runs.ts';
 import { isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
@@ -49,7 +49,7 @@ export async function completeSucceeded(
   held: RunSnapshot | undefined,
   s: QuickSuccess,
 ): Promise<QuickResult | undefined> {
-  let snapshot = held ?? (await readRunSnapshot(db, c.runId));
+  let snapshot: RunSnapshot | undefined = held;
   let at = s.at;
   const wf = await deps.versions.get(db, c.versionId);
   for (let tries = 0; snapshot && tries < 2; tries++) {

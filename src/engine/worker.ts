@@ -160,12 +160,15 @@ export class Worker {
     return new Date(this.deps.clock.now() + this.options.leaseMs);
   }
 
-  /** Runs an attempt this worker claimed elsewhere (e.g. when a run starts), and its successors. */
-  adopt(claimed: ClaimedStep): void {
+  /**
+   * Runs an attempt this worker claimed elsewhere (e.g. when a run starts), and its successors;
+   * with the run's states after the claim when the step may complete quickly (quick-advance.ts).
+   */
+  adopt(claimed: ClaimedStep, snapshot?: RunSnapshot): void {
     this.track(claimed);
     this.metrics.claimed++;
     this.metrics.claimLatency.observe(Math.max(0, this.deps.clock.now() - claimed.readyAt.getTime()) / 1000);
-    void this.runChain(claimed);
+    void this.runChain(claimed, snapshot);
   }
 
   wake(): void {
@@ -206,9 +209,9 @@ export class Worker {
   }
 
   /** Runs an attempt, then the successor its completion claimed, and so on down the chain. */
-  private async runChain(first: ClaimedStep): Promise<void> {
+  private async runChain(first: ClaimedStep, firstSnapshot: RunSnapshot | undefined): Promise<void> {
     let current: ClaimedStep | undefined = first;
-    let snapshot: RunSnapshot | undefined;
+    let snapshot = firstSnapshot;
     while (current) {
       const entry = this.inflight.get(key(current))!;
       const started = this.deps.clock.now();
@@ -307,7 +310,7 @@ export class Worker {
     if (claimFor) request.claimFor = claimFor;
     const result = await this.advanceSafely(request, c);
     if (result?.retried) this.metrics.retried++;
-    return { claimed: result?.claimed };
+    return { claimed: result?.claimed, ...(result?.snapshot ? { snapshot: result.snapshot } : {}) };
   }
 
   /** What advance() records for an attempt's outcome. */
