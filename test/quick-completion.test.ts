@@ -90,6 +90,26 @@ for (const backend of BACKENDS) {
       ]);
     });
 
+    void test('a run claimed from the queue: its states are read once after the claim, and its steps complete quickly', async (t) => {
+      const raw = await openTestDb(backend, t);
+      if (!raw) return;
+      const enqueuer = new Engine({ db: raw, worker: false });
+      const { db, counts } = counting(raw);
+      const worker = new Engine({ db, worker: FAST_WORKER });
+      t.after(async () => {
+        await worker.stop();
+        await enqueuer.stop();
+        await raw.close();
+      });
+      await enqueuer.start();
+      const runId = await launch(enqueuer, CHAIN);
+      await worker.start();
+      assert.equal(await worker.waitForRun(runId, 10_000), 'succeeded');
+      assert.deepEqual((await worker.getRun(runId))!.outputs, { last: 6 });
+      assert.equal(counts.quick, 5, 'a to e');
+      assert.equal(counts.transactions, 1, 'only f, which finishes the run');
+    });
+
     void test('a stale snapshot, a lost lease or a paused run write nothing; the stale answer carries the states read under the lock', async (t) => {
       const db = await openTestDb(backend, t);
       if (!db) return;

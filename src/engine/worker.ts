@@ -25,7 +25,7 @@ import {
   type AttemptUsage, type ClaimedStep, type HeldLease,
 } from '../store/step-runs.ts';
 import { insertRunFiles } from '../store/run-files.ts';
-import type { RunSnapshot } from '../store/quick-completion.ts';
+import { readSnapshotsForClaims, type RunSnapshot } from '../store/quick-completion.ts';
 import type { UsageDelta } from '../store/runs.ts';
 import { isTruthy } from '../steps/condition.ts';
 import { executors } from '../steps/registry.ts';
@@ -192,13 +192,24 @@ export class Worker {
         }
         const now = new Date(this.deps.clock.now());
         const claimed = await claimQueued(this.deps.db, { workerId: this.id, now, leaseUntil: this.leaseUntil(), limit });
-        for (const c of claimed) this.adopt(c);
+        const snapshots = await this.snapshotsFor(claimed);
+        for (const c of claimed) this.adopt(c, snapshots.get(`${c.runId}/${c.stepId}`));
         if (claimed.length === limit) this.claimAgain = true;
       } while (this.claimAgain && !this.stopping);
     } catch (error) {
       this.deps.log.error('claim failed', { worker: this.id, error: toErrorRecord(error) });
     } finally {
       this.claiming = false;
+    }
+  }
+
+  /** The states quick completions of these claims decide from; none if the read fails (advance() then). */
+  private async snapshotsFor(claimed: readonly ClaimedStep[]): Promise<Map<string, RunSnapshot>> {
+    try {
+      return await readSnapshotsForClaims(this.deps.db, claimed);
+    } catch (error) {
+      this.deps.log.warn('could not read run states after a claim', { worker: this.id, error: toErrorRecord(error) });
+      return new Map();
     }
   }
 
