@@ -12,7 +12,7 @@ import type { Db, Queryable } from '../src/store/db.ts';
 import { completeQuickly, readRunSnapshot, StaleSnapshot, type QuickCompletion } from '../src/store/quick-completion.ts';
 import { claimQueued } from '../src/store/step-runs.ts';
 import { BACKENDS, closeTemplates, openTestDb } from './helpers/db.ts';
-import { FAST_WORKER, launch } from './helpers/engine.ts';
+import { FAST_WORKER, launch, testEngine } from './helpers/engine.ts';
 
 after(closeTemplates);
 
@@ -111,14 +111,9 @@ for (const backend of BACKENDS) {
     });
 
     void test('a stale snapshot, a lost lease or a paused run write nothing; the stale answer carries the states read under the lock', async (t) => {
-      const db = await openTestDb(backend, t);
-      if (!db) return;
-      const engine = new Engine({ db, worker: false });
-      t.after(async () => {
-        await engine.stop();
-        await db.close();
-      });
-      await engine.start();
+      const ctx = await testEngine(backend, t, { worker: false });
+      if (!ctx) return;
+      const { db, engine } = ctx;
       const runId = await launch(engine, CHAIN);
       const now = new Date();
       const [claimed] = await claimQueued(db, { workerId: 'w1', now, leaseUntil: new Date(now.getTime() + 60_000), limit: 1 });
@@ -169,14 +164,9 @@ for (const backend of BACKENDS) {
     });
 
     void test('the worker decides again from the states a stale answer carries, with a later time; a step with live siblings goes through advance', async (t) => {
-      const db = await openTestDb(backend, t);
-      if (!db) return;
-      const engine = new Engine({ db, worker: false });
-      t.after(async () => {
-        await engine.stop();
-        await db.close();
-      });
-      await engine.start();
+      const ctx = await testEngine(backend, t, { worker: false });
+      if (!ctx) return;
+      const { db, engine } = ctx;
       const deps = { versions: new VersionCache(), random: Math.random };
       const lease = (): Date => new Date(Date.now() + 60_000);
       const runId = await launch(engine, CHAIN);
@@ -186,8 +176,9 @@ for (const backend of BACKENDS) {
       const held = { ...current, statesText: `${current.statesText} ` };
       const first = new Date(Date.now() - 1000);
       const later = new Date();
+      let tries = 0;
       const success: QuickSuccess = {
-        at: first, now: () => later, workerId: 'w1', output: 1, branch: null, durationMs: 1, usage: undefined, runUsage: undefined,
+        now: () => (tries++ === 0 ? first : later), workerId: 'w1', output: 1, branch: null, durationMs: 1, usage: undefined, runUsage: undefined,
         events: [{ stepId: 'a', type: 'step_succeeded', attempt: 1, data: {} }], claimFor: { workerId: 'w1', leaseUntil: lease() },
       };
       const done = await completeSucceeded(db, deps, a!, held, success);

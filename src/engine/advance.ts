@@ -8,7 +8,7 @@ import type { CompiledWorkflow } from '../core/compiled.ts';
 import { WeftError, toErrorRecord, type ErrorRecord } from '../core/errors.ts';
 import { evaluateExpression } from '../core/expressions.ts';
 import { decide, type SchedulerDecision } from '../core/scheduler.ts';
-import { TERMINAL_STEP, type Random, type RunState, type RunStatus, type SchedulerCommand, type SchedulerEvent } from '../core/scheduler-types.ts';
+import { TERMINAL_STEP, type Random, type RunMode, type RunState, type RunStatus, type SchedulerCommand, type SchedulerEvent } from '../core/scheduler-types.ts';
 import type { Queryable } from '../store/db.ts';
 import type { NewEvent } from '../store/events.ts';
 import { readRunSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
@@ -49,7 +49,7 @@ export interface AdvanceResult {
   status: RunStatus;
   finished: boolean;
   claimed: ClaimedStep | undefined;
-  /** The run's states after this write, read when the claimed step is worth a quick completion (see quickSnapshotWorthReading). */
+  /** The run's states after this write, when the claimed step can complete quickly (see snapshotForQuickCompletion). */
   snapshot?: RunSnapshot;
   /** The decision scheduled (or held) a retry. */
   retried: boolean;
@@ -71,26 +71,31 @@ export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequ
   req.check?.(decision, wf, state);
   const result = await applyCommands(tx, wf, req, decision, locked, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
   const retried = decision.commands.some((c) => c.type === 'retry_step' || c.type === 'hold_step');
-  const snapshot = result.claimed && locked.mode === 'auto' && quickSnapshotWorthReading(decision.state, result.claimed.stepId)
-    ? await readRunSnapshot(tx, req.runId)
-    : undefined;
+  const snapshot = result.claimed && (await snapshotForQuickCompletion(tx, req.runId, locked.mode, decision.state, result.claimed.stepId));
   return { status: decision.state.status, retried, ...result, ...(snapshot ? { snapshot } : {}) };
 }
 
+/** No other step of the run is queued or running: a quick completion of `stepId` will likely find the states it decided from. */
+export function aloneInFlight(steps: StepStates, stepId: string): boolean {
+  return Object.entries(steps).every(([id, s]) => id === stepId || (s.status !== 'queued' && s.status !== 'running'));
+}
+
 /**
- * A claimed step can complete quickly (quick-advance.ts) only when it is its run's one step in
- * flight, and that is worth a read only if its completion will not finish the run (finishing
- * goes through advance()): every other step must be neither queued nor running, and one still
- * pending.
+ * The run's states after a claim of `claimedId`, read in the claiming transaction, when the
+ * claimed step can complete quickly (quick-advance.ts): an auto-mode run, the step alone in
+ * flight, and another step still pending (a completion that finishes the run goes through
+ * advance() anyway, so its read would be wasted).
  */
-export function quickSnapshotWorthReading(state: RunState, claimedId: string): boolean {
-  let pending = false;
-  for (const [id, s] of Object.entries(state.steps)) {
-    if (id === claimedId) continue;
-    if (s.status === 'queued' || s.status === 'running') return false;
-    if (!TERMINAL_STEP.has(s.status)) pending = true;
-  }
-  return pending;
+export async function snapshotForQuickCompletion(
+  tx: Queryable,
+  runId: string,
+  mode: RunMode,
+  state: RunState,
+  claimedId: string,
+): Promise<RunSnapshot | undefined> {
+  const worth = mode === 'auto' && aloneInFlight(state.steps, claimedId)
+    && Object.entries(state.steps).some(([id, s]) => id !== claimedId && !TERMINAL_STEP.has(s.status));
+  return worth ? readRunSnapshot(tx, runId) : undefined;
 }
 
 /** A write carried out by its own statement, in decision order. */

@@ -14,12 +14,11 @@ import { TERMINAL_RUN, type Random, type RunMode, type RunStatus, type Scheduler
 import { transactionWithRetry, type Db, type Queryable } from '../store/db.ts';
 import type { ApprovalRecord } from '../store/approvals.ts';
 import { listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
-import { readRunSnapshot } from '../store/quick-completion.ts';
 import { findRunByIdempotencyKey, getRun, getRunStatus, insertRun, type LockedRun, type RunRow, type StepRunRow } from '../store/runs.ts';
 import { insertStepRuns, loadStepStates, setStepOverrides, waitSteps, writeDecision, type StepStates } from '../store/step-runs.ts';
 import { definitionHash, ensureVersion, findWorkflowByName, insertWorkflow, lockWorkflow } from '../store/workflows.ts';
 import type { StepSettings } from '../steps/types.ts';
-import { advance, quickSnapshotWorthReading, type AdvanceRequest, type AdvanceResult } from './advance.ts';
+import { advance, snapshotForQuickCompletion, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { approvalDecisionRequest, checkApprovalDecision, type ApprovalDecision } from './approval-decision.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { silentLogger, type Logger } from './log.ts';
@@ -181,7 +180,7 @@ export class Engine {
         claim: claimId === undefined ? undefined : { stepId: claimId, workerId: worker!.id, leaseUntil: worker!.leaseUntil() },
       });
       // A root alone in flight can complete quickly: it needs the states it will decide from.
-      const snapshot = claimed && mode === 'auto' && quickSnapshotWorthReading(state, claimed.stepId) ? await readRunSnapshot(tx, runId) : undefined;
+      const snapshot = claimed && (await snapshotForQuickCompletion(tx, runId, mode, state, claimed.stepId));
       return { runId, claimed, snapshot };
     });
     if (outcome.claimed) worker!.adopt(outcome.claimed, outcome.snapshot);

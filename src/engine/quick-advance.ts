@@ -1,16 +1,16 @@
 /**
  * The worker's common step completion, in one statement. The worker decides from the run's
  * step states it already holds — returned with the step it runs by the completion that
- * claimed it (a quick one, or advance() when the step is alone in flight) — and hands the fence, the output and the decision's writes to
- * weft_complete_attempt, which applies them only if the run still has exactly those states
+ * claimed it (a quick one, advance(), the run's start, or the worker's read after a claim from
+ * the queue) — and hands the fence, the output and the decision's writes to weft_complete_attempt, which applies them only if the run still has exactly those states
  * (store/quick-completion.ts). advance() does the same in five round trips (BEGIN, lock,
  * fence, writes, COMMIT), holding the run lock across them.
  *
- * Only what advance() would write in its last statement goes this way: a success of the
- * run's only step in flight whose decision appends events, queues, skips or claims steps. A decision that finishes, fails,
- * retries, waits or changes the run's status, a run that is not running in auto mode, files
- * to store, no snapshot held (a step claimed from the queue), or a second stale snapshot: the
- * caller uses advance(), which decides again under the lock.
+ * Only what advance() would write in its last statement goes this way: a success of the run's
+ * only step in flight whose decision appends events, queues, skips or claims steps. A decision
+ * that finishes, fails, retries, waits or changes the run's status, a run that is not running
+ * in auto mode, files to store, no states held, or a second stale answer: the caller uses
+ * advance(), which decides again under the lock.
  */
 import { decide } from '../core/scheduler.ts';
 import type { Db } from '../store/db.ts';
@@ -18,11 +18,10 @@ import type { NewEvent } from '../store/events.ts';
 import { completeQuickly, StaleSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
 import type { UsageDelta } from '../store/runs.ts';
 import type { AttemptUsage, ClaimedStep } from '../store/step-runs.ts';
-import { isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
+import { aloneInFlight, isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
 
 export interface QuickSuccess {
-  at: Date;
-  /** The clock: a second try takes a new `at`, later than the change that made the first stale. */
+  /** The clock: each try takes its time from it, so a second one is later than the change that made the first stale. */
   now: () => Date;
   workerId: string;
   output: unknown;
@@ -49,18 +48,19 @@ export async function completeSucceeded(
   held: RunSnapshot | undefined,
   s: QuickSuccess,
 ): Promise<QuickResult | undefined> {
-  let snapshot: RunSnapshot | undefined = held;
-  let at = s.at;
+  if (!held) return undefined;
+  let snapshot = held;
+  let at = s.now();
   const wf = await deps.versions.get(db, c.versionId);
-  for (let tries = 0; snapshot && tries < 2; tries++) {
-    if (snapshot.status !== 'running' || snapshot.mode !== 'auto') return undefined;
+  for (let tries = 0; tries < 2; tries++) {
     const { steps } = snapshot;
     // Another step of the run in flight would likely complete first and make the snapshot
     // stale (a fan-out's siblings all would): advance() waits for the lock instead.
-    if (Object.entries(steps).some(([id, st]) => id !== c.stepId && (st.status === 'running' || st.status === 'queued'))) return undefined;
+    if (snapshot.status !== 'running' || snapshot.mode !== 'auto' || !aloneInFlight(steps, c.stepId)) return undefined;
     const decision = decide(wf, { status: 'running', steps }, { type: 'step_succeeded', stepId: c.stepId, branch: s.branch }, deps.random);
+    // A decision that changes the run's status carries a command isQuickPlan refuses.
     const plan = planWrites({ at, events: s.events, claimFor: s.claimFor }, decision, 'running', (id) => (steps[id]?.attempt ?? 0) + 1);
-    if (decision.state.status !== 'running' || !isQuickPlan(plan)) return undefined;
+    if (!isQuickPlan(plan)) return undefined;
     try {
       const done = await completeQuickly(db, {
         runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: s.workerId, expected: snapshot,

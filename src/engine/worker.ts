@@ -306,18 +306,16 @@ export class Worker {
     if (outcome.kind === 'succeeded') this.metrics.completed++;
     if (outcome.kind === 'failed') this.metrics.failed++;
     if (outcome.kind === 'budget_exceeded') this.metrics.budgetHolds++;
-    let at = new Date(this.deps.clock.now());
     const claimFor = this.stopping ? undefined : { workerId: this.id, leaseUntil: this.leaseUntil() };
     if (outcome.kind === 'succeeded' && !outcome.result.files?.length) {
       const quick = await this.completeQuickly(c, held, {
-        at, now: () => new Date(this.deps.clock.now()), workerId: this.id, output: outcome.output, branch: outcome.result.branch ?? null, durationMs,
+        now: () => new Date(this.deps.clock.now()), workerId: this.id, output: outcome.output, branch: outcome.result.branch ?? null, durationMs,
         usage: attemptUsageOf(outcome.result), runUsage: runUsageOf(outcome.result), events: [successEvent(c, outcome.result, durationMs)], claimFor,
       });
       if (quick) return quick;
-      // The quick try may have waited for another completion of this run: record a time after it.
-      at = new Date(this.deps.clock.now());
     }
-    const request = this.outcomeRequest(c, outcome, at, durationMs);
+    // Taken after a quick try, which may have waited for another completion of this run.
+    const request = this.outcomeRequest(c, outcome, new Date(this.deps.clock.now()), durationMs);
     if (claimFor) request.claimFor = claimFor;
     const result = await this.advanceSafely(request, c);
     if (result?.retried) this.metrics.retried++;

@@ -53,7 +53,7 @@ export async function migrate(db: Db): Promise<number[]> {
  * statements on both drivers through the parameterised query path. Lines that are only a
  * comment are dropped.
  */
-export function splitStatements(sql: string): string[] {
+function splitStatements(sql: string): string[] {
   const statements: string[] = [];
   let current: string[] = [];
   let inBody = false;
