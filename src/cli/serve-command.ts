@@ -10,6 +10,7 @@ import { DEFAULT_WORKER_OPTIONS } from '../engine/worker.ts';
 import { migrate } from '../store/migrate.ts';
 import { openDatabase } from '../store/open-db.ts';
 import { parse, UsageError } from './args.ts';
+import { stopSignal } from './stop-signal.ts';
 
 const USAGE = `Usage: weft serve [--port N] [--host H] [--data DIR | --db URL] [--concurrency N] [--workers 0]
 
@@ -42,6 +43,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   try {
     await migrate(db);
     const engine = new Engine({ db, log, worker: values.workers === '0' ? false : { ...DEFAULT_WORKER_OPTIONS, concurrency } });
+    // Before the "serving" line: see stopSignal.
+    const signalled = stopSignal();
     await engine.start();
     const api = await startApiServer({ db, engine, config, log, host, port });
     process.stdout.write(`weft is serving ${api.url}/api  (docs: ${api.url}/api/docs, database: ${db.description})\n`);
@@ -49,10 +52,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     if (api.setup.setupUrl) {
       process.stdout.write(`no users yet: create the first admin once with POST ${api.url}/api/auth/setup, token in this one-time link:\n  ${api.setup.setupUrl}\n`);
     }
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    });
+    const signal = await signalled;
     log.info('stopping', { signal });
     await api.close();
     await engine.stop();

@@ -6,6 +6,7 @@ import { migrate } from '../store/migrate.ts';
 import { openPg } from '../store/pg-db.ts';
 import { parse, UsageError } from './args.ts';
 import { followStoredSettings, type StoredSettings } from './stored-settings.ts';
+import { stopSignal } from './stop-signal.ts';
 
 const USAGE = `Usage: weft worker [--db URL] [--concurrency N] [--health-port P] [--drain-ms MS] [--lease-ms MS] [--data DIR]
 
@@ -64,15 +65,14 @@ export async function workerCommand(args: string[]): Promise<number> {
       }
     }
     settings = await followStoredSettings(db, log, values.data ?? process.env['WEFT_DATA'] ?? '.weft');
+    // Before "worker started": see stopSignal.
+    const signalled = stopSignal();
     await engine.start();
     log.info('worker started', { worker: engine.worker!.id, concurrency, lease_ms: leaseMs, db: db.description, health_port: healthPort });
     // The worker's own timers are unref'd and its sockets close while PostgreSQL is down: this
     // ref'd timer keeps the process alive until a signal (else Node would exit mid-outage).
     const keepAlive = setInterval(() => {}, 1 << 30);
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-      process.once('SIGINT', () => resolve('SIGINT'));
-    });
+    const signal = await signalled;
     clearInterval(keepAlive);
     log.info('stopping', { worker: engine.worker!.id, signal, in_flight: engine.worker!.inFlight });
     await engine.stop();
