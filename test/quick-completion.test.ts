@@ -62,7 +62,7 @@ async function rowCounts(db: Db, runId: string): Promise<unknown> {
 
 for (const backend of BACKENDS) {
   void describe(`quick completions on ${backend}`, () => {
-    void test('a chain: every success but the last is one statement, no transaction; the last finishes the run through advance', async (t) => {
+    void test('a chain: every success is one statement, no transaction, the last finishing the run with its outputs', async (t) => {
       const raw = await openTestDb(backend, t);
       if (!raw) return;
       const { db, counts } = counting(raw);
@@ -77,10 +77,10 @@ for (const backend of BACKENDS) {
       const run = (await engine.getRun(runId))!;
       assert.deepEqual(run.outputs, { last: 6 });
       // a (its states read when the run started and claimed it) to e: quick, each claiming its
-      // successor; f: the decision finishes the run, so advance().
-      assert.equal(counts.quick, 5);
-      // Registering the workflow, starting the run (which claims a), and finishing it.
-      assert.equal(counts.transactions, 3);
+      // successor; f: quick too, finishing the run with outputs evaluated from its own output.
+      assert.equal(counts.quick, 6);
+      // Registering the workflow and starting the run (which claims a).
+      assert.equal(counts.transactions, 2);
       assert.ok(run.steps.every((s) => s.status === 'succeeded' && s.attempt === 1));
       const types = (await engine.listEvents(runId)).map((e) => `${e.stepId ?? '-'}:${e.type}`);
       assert.deepEqual(types, [
@@ -88,6 +88,56 @@ for (const backend of BACKENDS) {
         'c:step_succeeded', 'd:step_started', 'd:step_succeeded', 'e:step_started', 'e:step_succeeded', 'f:step_started',
         'f:step_succeeded', '-:run_succeeded',
       ]);
+    });
+
+    void test('a finishing completion evaluates outputs from jsonb as advance does, and declines a budget or an output it did not read', async (t) => {
+      const raw = await openTestDb(backend, t);
+      if (!raw) return;
+      const { db, counts } = counting(raw);
+      const engine = new Engine({ db, worker: FAST_WORKER });
+      t.after(async () => {
+        await engine.stop();
+        await raw.close();
+      });
+      await engine.start();
+      // The last step's output is an object whose keys jsonb reorders (shorter first): the
+      // outputs must read it as stored, whichever path finished the run.
+      const shaped = await engine.registerWorkflow({
+        name: 'shaped output',
+        steps: {
+          a: { type: 'transform', expr: '1' },
+          b: { type: 'transform', needs: ['a'], expr: '{"bb": $a, "a": 2, "ccc": {"zzz": 1, "yy": 2, "x": [{"dd": 1, "c": 2}]}}' },
+        },
+        outputs: { text: '$string($b)', first: '$a' },
+      });
+      const expected = { text: '{"a":2,"bb":1,"ccc":{"x":[{"c":2,"dd":1}],"yy":2,"zzz":1}}', first: 1 };
+
+      const quick = await engine.startRun({ versionId: shaped.versionId, inputs: {} });
+      assert.equal(await engine.waitForRun(quick, 10_000), 'succeeded');
+      assert.deepEqual((await engine.getRun(quick))!.outputs, expected);
+      assert.equal(counts.quick, 2, 'a, and b finishing the run');
+      assert.equal(counts.transactions, 2, 'registering the workflow and starting the run');
+
+      // With a budget, its approvals are closed by advance(), which must agree on the outputs.
+      const budgeted = await engine.startRun({ versionId: shaped.versionId, inputs: {}, budgetUsd: 5 });
+      assert.equal(await engine.waitForRun(budgeted, 10_000), 'succeeded');
+      assert.deepEqual((await engine.getRun(budgeted))!.outputs, expected);
+      assert.equal(counts.quick, 3, 'only a of the budgeted run');
+      assert.equal(counts.transactions, 4, 'its start, and its finish through advance');
+
+      // An output read from a step the last one did not read: advance() loads it.
+      const unread = await engine.registerWorkflow({
+        name: 'unread output',
+        steps: { a: { type: 'transform', expr: '7' }, b: { type: 'transform', needs: ['a'], expr: '2' } },
+        outputs: { seven: '$a', two: '$b' },
+      });
+      const viaAdvance = await engine.startRun({ versionId: unread.versionId, inputs: {} });
+      assert.equal(await engine.waitForRun(viaAdvance, 10_000), 'succeeded');
+      assert.deepEqual((await engine.getRun(viaAdvance))!.outputs, { seven: 7, two: 2 });
+      assert.equal(counts.quick, 4, 'only a');
+      assert.equal(counts.transactions, 7, 'registering, starting, and finishing through advance');
+      const types = (await engine.listEvents(quick)).map((e) => `${e.stepId ?? '-'}:${e.type}`);
+      assert.deepEqual(types.slice(-2), ['b:step_succeeded', '-:run_succeeded']);
     });
 
     void test('a run claimed from the queue: its states are read once after the claim, and its steps complete quickly', async (t) => {
@@ -106,8 +156,8 @@ for (const backend of BACKENDS) {
       await worker.start();
       assert.equal(await worker.waitForRun(runId, 10_000), 'succeeded');
       assert.deepEqual((await worker.getRun(runId))!.outputs, { last: 6 });
-      assert.equal(counts.quick, 5, 'a to e');
-      assert.equal(counts.transactions, 1, 'only f, which finishes the run');
+      assert.equal(counts.quick, 6, 'a to f');
+      assert.equal(counts.transactions, 0);
     });
 
     void test('a stale snapshot, a lost lease or a paused run write nothing; the stale answer carries the states read under the lock', async (t) => {
@@ -124,7 +174,7 @@ for (const backend of BACKENDS) {
         runId, stepId: 'a', attempt: 1, workerId: 'w1', expected: snapshot, at: new Date(now.getTime() + 10), output: 1, branch: null,
         durationMs: 10, usage: undefined, runUsage: { tokensIn: 5, tokensOut: 0, costUsd: 0, simulated: false },
         events: [{ stepId: 'a', type: 'step_succeeded', attempt: 1, data: {} }, { stepId: 'b', type: 'step_started', attempt: 1, data: { worker: 'w1' } }],
-        queue: [], skips: [], claim: { stepId: 'b', leaseUntil: new Date(now.getTime() + 60_000) },
+        queue: [], skips: [], claim: { stepId: 'b', leaseUntil: new Date(now.getTime() + 60_000) }, finish: undefined,
       };
       const before = await rowCounts(db, runId);
 

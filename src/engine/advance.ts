@@ -71,7 +71,7 @@ export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequ
   req.check?.(decision, wf, state);
   const result = await applyCommands(tx, wf, req, decision, locked, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
   const retried = decision.commands.some((c) => c.type === 'retry_step' || c.type === 'hold_step');
-  const snapshot = result.claimed && (await snapshotForQuickCompletion(tx, req.runId, locked.mode, decision.state, result.claimed.stepId));
+  const snapshot = result.claimed && (await snapshotForQuickCompletion(tx, locked.mode, decision.state, result.claimed));
   return { status: decision.state.status, retried, ...result, ...(snapshot ? { snapshot } : {}) };
 }
 
@@ -81,21 +81,20 @@ export function aloneInFlight(steps: StepStates, stepId: string): boolean {
 }
 
 /**
- * The run's states after a claim of `claimedId`, read in the claiming transaction, when the
- * claimed step can complete quickly (quick-advance.ts): an auto-mode run, the step alone in
- * flight, and another step still pending (a completion that finishes the run goes through
- * advance() anyway, so its read would be wasted).
+ * The run's states after a claim, read in the claiming transaction, when the claimed step can
+ * complete quickly (quick-advance.ts): an auto-mode run, the step alone in flight, and either
+ * another step still to run or no budget (a completion that finishes a run with a budget goes
+ * through advance(), which closes its approvals, so the read would be wasted).
  */
 export async function snapshotForQuickCompletion(
   tx: Queryable,
-  runId: string,
   mode: RunMode,
   state: RunState,
-  claimedId: string,
+  claimed: Pick<ClaimedStep, 'runId' | 'stepId' | 'budgetUsd'>,
 ): Promise<RunSnapshot | undefined> {
-  const worth = mode === 'auto' && aloneInFlight(state.steps, claimedId)
-    && Object.entries(state.steps).some(([id, s]) => id !== claimedId && !TERMINAL_STEP.has(s.status));
-  return worth ? readRunSnapshot(tx, runId) : undefined;
+  const worth = mode === 'auto' && aloneInFlight(state.steps, claimed.stepId)
+    && (claimed.budgetUsd === null || Object.entries(state.steps).some(([id, s]) => id !== claimed.stepId && !TERMINAL_STEP.has(s.status)));
+  return worth ? readRunSnapshot(tx, claimed.runId) : undefined;
 }
 
 /** A write carried out by its own statement, in decision order. */
@@ -196,9 +195,9 @@ export function planWrites(
   return plan;
 }
 
-/** The plan only appends events, queues, skips and claims: a quick completion can carry it (see quick-completion.ts). */
+/** The plan only appends events, queues, skips, claims or finishes the run: a quick completion can carry it (see quick-completion.ts). */
 export function isQuickPlan(plan: WritePlan): boolean {
-  return plan.direct.length === 0 && plan.finish === undefined && plan.reopened.length === 0 && plan.waits.length === 0 && plan.cancels.length === 0;
+  return plan.direct.length === 0 && plan.reopened.length === 0 && plan.waits.length === 0 && plan.cancels.length === 0;
 }
 
 /** The writes for each command, grouped so that a decision costs few statements. */
@@ -254,8 +253,13 @@ async function finishWithOutputs(
     }
   }
   await finishRun(tx, runId, { status, outputs, error, at, closeApprovals });
+  events.push(finishEvent(status, error));
+}
+
+/** The event that records a run's end. */
+export function finishEvent(status: 'succeeded' | 'failed' | 'cancelled', error: ErrorRecord | undefined): NewEvent {
   const type = status === 'succeeded' ? 'run_succeeded' : status === 'failed' ? 'run_failed' : 'run_cancelled';
-  events.push(runEvent(type, error ? { error } : {}));
+  return runEvent(type, error ? { error } : {});
 }
 
 export async function evaluateOutputs(tx: Queryable, wf: CompiledWorkflow, runId: string): Promise<Record<string, unknown>> {

@@ -180,7 +180,7 @@ export class Engine {
         claim: claimId === undefined ? undefined : { stepId: claimId, workerId: worker!.id, leaseUntil: worker!.leaseUntil() },
       });
       // A root alone in flight can complete quickly: it needs the states it will decide from.
-      const snapshot = claimed && (await snapshotForQuickCompletion(tx, runId, mode, state, claimed.stepId));
+      const snapshot = claimed && (await snapshotForQuickCompletion(tx, mode, state, claimed));
       return { runId, claimed, snapshot };
     });
     if (outcome.claimed) worker!.adopt(outcome.claimed, outcome.snapshot);

@@ -7,18 +7,24 @@
  * fence, writes, COMMIT), holding the run lock across them.
  *
  * Only what advance() would write in its last statement goes this way: a success of the run's
- * only step in flight whose decision appends events, queues, skips or claims steps. A decision
- * that finishes, fails, retries, waits or changes the run's status, a run that is not running
- * in auto mode, files to store, no states held, or a second stale answer: the caller uses
- * advance(), which decides again under the lock.
+ * only step in flight whose decision appends events, queues, skips or claims steps, or finishes
+ * the run — when the run has no budget (whose approvals advance() closes) and its `outputs`
+ * read only steps whose outputs the worker holds (its own, and those it read at the claim),
+ * evaluated without error. A decision that fails, retries, waits or changes the run's status,
+ * a run that is not running in auto mode, files to store, no states held, or a second stale
+ * answer: the caller uses advance(), which decides again under the lock.
  */
+import type { CompiledWorkflow } from '../core/compiled.ts';
+import { evaluateExpression } from '../core/expressions.ts';
 import { decide } from '../core/scheduler.ts';
+import type { ErrorRecord } from '../core/errors.ts';
+import type { SchedulerCommand } from '../core/scheduler-types.ts';
 import type { Db } from '../store/db.ts';
 import type { NewEvent } from '../store/events.ts';
-import { completeQuickly, StaleSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
+import { completeQuickly, StaleSnapshot, type RunFinish, type RunSnapshot } from '../store/quick-completion.ts';
 import type { UsageDelta } from '../store/runs.ts';
 import type { AttemptUsage, ClaimedStep } from '../store/step-runs.ts';
-import { aloneInFlight, isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
+import { aloneInFlight, finishEvent, isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
 
 export interface QuickSuccess {
   /** The clock: each try takes its time from it, so a second one is later than the change that made the first stale. */
@@ -34,7 +40,7 @@ export interface QuickSuccess {
   claimFor: { workerId: string; leaseUntil: Date } | undefined;
 }
 
-export type QuickResult = { claimed: ClaimedStep; snapshot: RunSnapshot } | { claimed: undefined };
+export type QuickResult = { claimed: ClaimedStep; snapshot: RunSnapshot } | { claimed: undefined; finished: boolean };
 
 /**
  * Completes a succeeded attempt quickly. undefined: not a quick case, nothing was written —
@@ -61,14 +67,17 @@ export async function completeSucceeded(
     // A decision that changes the run's status carries a command isQuickPlan refuses.
     const plan = planWrites({ at, events: s.events, claimFor: s.claimFor }, decision, 'running', (id) => (steps[id]?.attempt ?? 0) + 1);
     if (!isQuickPlan(plan)) return undefined;
+    const finish = plan.finish && (await quickFinish(wf, c, s.output, plan.finish));
+    if (plan.finish && !finish) return undefined;
     try {
       const done = await completeQuickly(db, {
         runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: s.workerId, expected: snapshot,
         at, output: s.output, branch: s.branch, durationMs: s.durationMs, usage: s.usage, runUsage: s.runUsage,
-        events: plan.events, queue: plan.queue, skips: plan.skips,
+        events: finish ? [...plan.events, finishEvent(finish.status, finish.error)] : plan.events, queue: plan.queue, skips: plan.skips,
         claim: plan.claimId === undefined ? undefined : { stepId: plan.claimId, leaseUntil: s.claimFor!.leaseUntil },
+        finish,
       });
-      return done ?? { claimed: undefined };
+      return done ?? { claimed: undefined, finished: finish !== undefined };
     } catch (error) {
       if (!(error instanceof StaleSnapshot)) throw error;
       snapshot = error.current;
@@ -76,4 +85,53 @@ export async function completeSucceeded(
     }
   }
   return undefined;
+}
+
+/**
+ * The run's end as advance() would write it (finishWithOutputs), from what the worker holds:
+ * undefined when it cannot be (a budget's approvals to close, an output read from a step the
+ * worker did not read at the claim, an expression that fails — advance() records that failure).
+ * `deps` were read when this step was claimed; any change to them since would have changed
+ * the run's step states, which the statement compares.
+ */
+async function quickFinish(
+  wf: CompiledWorkflow,
+  c: ClaimedStep,
+  output: unknown,
+  cmd: Extract<SchedulerCommand, { type: 'finish_run' }>,
+): Promise<(RunFinish & { error: ErrorRecord | undefined }) | undefined> {
+  if (c.budgetUsd !== null) return undefined;
+  if (cmd.status !== 'succeeded') return { status: cmd.status, outputs: undefined, error: cmd.error };
+  const bindings = wf.definition.outputs;
+  if (!bindings) return { status: 'succeeded', outputs: {}, error: undefined };
+  const scope: Record<string, unknown> = { input: c.inputs, context: c.context };
+  for (const ref of wf.outputRefs) {
+    if (ref === c.stepId) scope[ref] = asStoredJson(output);
+    else if (Object.hasOwn(c.deps, ref)) scope[ref] = c.deps[ref];
+    else return undefined;
+  }
+  const outputs: Record<string, unknown> = {};
+  try {
+    for (const [name, expr] of Object.entries(bindings)) {
+      const value = await evaluateExpression(expr, scope);
+      outputs[name] = value === undefined ? null : value;
+    }
+  } catch {
+    return undefined;
+  }
+  return { status: 'succeeded', outputs, error: undefined };
+}
+
+/**
+ * A plain JSON value as it reads back from a jsonb column, which is what advance() evaluates
+ * outputs from: objects' keys ordered shorter first, then by their UTF-8 bytes.
+ */
+export function asStoredJson(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(asStoredJson);
+  if (value === null || typeof value !== 'object') return value;
+  const keys = Object.keys(value).map((k) => ({ k, b: Buffer.from(k, 'utf8') }));
+  keys.sort((x, y) => x.b.length - y.b.length || Buffer.compare(x.b, y.b));
+  const out: Record<string, unknown> = {};
+  for (const { k } of keys) out[k] = asStoredJson((value as Record<string, unknown>)[k]);
+  return out;
 }

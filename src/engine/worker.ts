@@ -361,7 +361,9 @@ export class Worker {
   /** A success in one statement (quick-advance.ts); undefined: use advance(), nothing was written. */
   private async completeQuickly(c: ClaimedStep, held: RunSnapshot | undefined, s: QuickSuccess): Promise<NextStep | undefined> {
     try {
-      return await completeSucceeded(this.deps.db, this.deps, c, held, s);
+      const done = await completeSucceeded(this.deps.db, this.deps, c, held, s);
+      if (done?.claimed === undefined && done?.finished) this.deps.onRunFinished(c.runId);
+      return done;
     } catch (error) {
       if (!(error instanceof WeftError && error.code === 'WEFT_LEASE_LOST')) return undefined;
       this.metrics.leaseLost++;

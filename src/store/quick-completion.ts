@@ -1,5 +1,5 @@
 /**
- * The common step completion in one statement (migration 0006): the caller decided from step
+ * The common step completion in one statement (migrations 0006, 0008): the caller decided from step
  * states it read earlier (as text: `statesText`), and weft_complete_attempt applies the fence,
  * the output and the decision's writes only if the run still has exactly those states, under
  * the run lock. No BEGIN, no COMMIT, one round trip — where advance() takes five.
@@ -32,8 +32,9 @@ export async function readRunSnapshot(q: Queryable, runId: string): Promise<RunS
 
 /**
  * After a claim from the queue: the states of the claimed steps' runs, keyed `run/step`, for
- * those steps that are alone in flight in a running auto-mode run whose completion will not
- * finish it (another step is still pending) — the ones a quick completion can take. One
+ * those steps that are alone in flight in a running auto-mode run, when another step is still
+ * pending or the run has no budget (see snapshotForQuickCompletion) — the ones a quick
+ * completion can take. One
  * statement for the whole batch, read after the claim committed; anything that changes later
  * is caught by the comparison under the lock.
  */
@@ -45,7 +46,8 @@ export async function readSnapshotsForClaims(q: Queryable, claims: readonly { ru
      FROM unnest($1::uuid[], $2::text[]) AS x(run_id, step_id)
      JOIN runs r ON r.id = x.run_id AND r.status = 'running' AND r.mode = 'auto'
      WHERE NOT EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = x.run_id AND o.step_id <> x.step_id AND o.status IN ('queued', 'running'))
-       AND EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = x.run_id AND o.step_id <> x.step_id AND o.status IN ('pending', 'waiting'))`,
+       AND (r.budget_usd IS NULL
+         OR EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = x.run_id AND o.step_id <> x.step_id AND o.status IN ('pending', 'waiting')))`,
     [claims.map((c) => c.runId), claims.map((c) => c.stepId)],
   );
   for (const r of rows) snapshots.set(`${r.run_id}/${r.step_id}`, snapshot('running', 'auto', r.states));
@@ -75,6 +77,14 @@ export interface QuickCompletion extends AttemptFence {
   queue: readonly string[];
   skips: readonly { stepId: string; reason: string }[];
   claim: { stepId: string; leaseUntil: Date } | undefined;
+  /** The run's end, when this completion finishes it. */
+  finish: RunFinish | undefined;
+}
+
+export interface RunFinish {
+  status: 'succeeded' | 'failed' | 'cancelled';
+  outputs: Record<string, unknown> | undefined;
+  error: unknown;
 }
 
 /**
@@ -90,7 +100,8 @@ export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise
          o_ready_at AS ready_at, o_version_id AS version_id, o_inputs AS inputs, o_context AS context, o_spent_usd AS spent_usd,
          o_budget_usd AS budget_usd, o_run_provider AS run_provider, o_deps AS deps, o_states AS states
        FROM weft_complete_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17, $18,
-         $19::text[], $20::text[], $21::int[], $22::jsonb[], $23::text[], $24::text[], $25::text[], $26, $27)`,
+         $19::text[], $20::text[], $21::int[], $22::jsonb[], $23::text[], $24::text[], $25::text[], $26, $27,
+         $28, $29::jsonb, $30::jsonb)`,
       [
         c.runId, c.expected.statesText, c.at,
         c.runUsage?.tokensIn ?? 0, c.runUsage?.tokensOut ?? 0, c.runUsage?.costUsd ?? 0, c.runUsage?.simulated ?? false,
@@ -99,6 +110,8 @@ export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise
         c.events.map((e) => e.stepId), c.events.map((e) => e.type), c.events.map((e) => e.attempt), c.events.map((e) => JSON.stringify(e.data)),
         c.queue, c.skips.map((s) => s.stepId), c.skips.map((s) => s.reason),
         c.claim?.stepId ?? null, c.claim?.leaseUntil ?? null,
+        c.finish?.status ?? null, c.finish?.outputs === undefined ? null : JSON.stringify(c.finish.outputs),
+        c.finish?.error === undefined ? null : JSON.stringify(c.finish.error),
       ],
     ));
   } catch (error) {
