@@ -14,30 +14,25 @@
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type { CompiledStep } from '../core/compiled.ts';
-import { WeftError, toErrorRecord, type ErrorRecord } from '../core/errors.ts';
+import { WeftError, toErrorRecord } from '../core/errors.ts';
 import { evaluateExpression, resolveBindings } from '../core/expressions.ts';
-import type { SchedulerEvent } from '../core/scheduler-types.ts';
 import { transactionWithRetry, type Db } from '../store/db.ts';
-import type { NewEvent } from '../store/events.ts';
-import {
-  claimQueued, completeAttempt, expireLease, expireOwnLeases, findExpiredLeases, heartbeat, releaseAttempt,
-  type AttemptUsage, type ClaimedStep, type HeldLease,
-} from '../store/step-runs.ts';
-import { insertRunFiles } from '../store/run-files.ts';
+import { claimQueued, expireLease, expireOwnLeases, findExpiredLeases, heartbeat, type ClaimedStep, type HeldLease } from '../store/step-runs.ts';
 import { readSnapshotsForClaims, type RunSnapshot } from '../store/quick-completion.ts';
-import type { UsageDelta } from '../store/runs.ts';
 import { isTruthy } from '../steps/condition.ts';
 import { executors } from '../steps/registry.ts';
-import type { StepOverrides, StepResult, StepSettings } from '../steps/types.ts';
+import type { StepResult, StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { AgentCache } from './agent-cache.ts';
-import { budgetHoldRequest } from './budget-hold.ts';
 import { OutputStream } from './output-stream.ts';
 import { completeSucceeded, type QuickSuccess } from './quick-advance.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
 import { WorkerMetrics } from './metrics.ts';
+import {
+  attemptUsageOf, idempotencyKey, outcomeRequest, raceAbort, runUsageOf, successEvent, toOverrides, toPlainJson,
+  type AttemptOutcome,
+} from './attempt.ts';
 
 export interface WorkerOptions {
   concurrency: number;
@@ -57,9 +52,6 @@ export const DEFAULT_WORKER_OPTIONS: WorkerOptions = {
   drainMs: 10_000,
 };
 
-/** Largest step output accepted (serialised JSON); larger outputs fail the attempt. */
-const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
-
 export interface WorkerDeps extends AdvanceDeps {
   db: Db;
   clock: Clock;
@@ -73,15 +65,6 @@ interface InFlight {
   lease: HeldLease;
   controller: AbortController;
 }
-
-type AttemptOutcome =
-  | { kind: 'succeeded'; result: StepResult; output: unknown }
-  | { kind: 'guard_false' }
-  | { kind: 'failed'; error: ErrorRecord }
-  /** The executor refused a model call the run's budget does not cover: park the step, pause into an approval. */
-  | { kind: 'budget_exceeded'; error: WeftError }
-  /** Cancelled or lease lost: someone else owns what happens next; write nothing. */
-  | { kind: 'abandoned'; reason: WeftError };
 
 export class Worker {
   readonly id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -305,7 +288,12 @@ export class Worker {
     this.metrics.stepDuration.observe(durationMs / 1000);
     if (outcome.kind === 'succeeded') this.metrics.completed++;
     if (outcome.kind === 'failed') this.metrics.failed++;
-    if (outcome.kind === 'budget_exceeded') this.metrics.budgetHolds++;
+    if (outcome.kind === 'budget_exceeded') {
+      this.metrics.budgetHolds++;
+      this.deps.log.info('budget exceeded; run paused for approval', {
+        worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt, ...outcome.error.details,
+      });
+    }
     const claimFor = this.stopping ? undefined : { workerId: this.id, leaseUntil: this.leaseUntil() };
     if (outcome.kind === 'succeeded' && !outcome.result.files?.length) {
       const quick = await this.completeQuickly(c, held, {
@@ -315,47 +303,11 @@ export class Worker {
       if (quick) return quick;
     }
     // Taken after a quick try, which may have waited for another completion of this run.
-    const request = this.outcomeRequest(c, outcome, new Date(this.deps.clock.now()), durationMs);
+    const request = outcomeRequest(this.id, c, outcome, new Date(this.deps.clock.now()), durationMs);
     if (claimFor) request.claimFor = claimFor;
     const result = await this.advanceSafely(request, c);
     if (result?.retried) this.metrics.retried++;
     return { claimed: result?.claimed, ...(result?.snapshot ? { snapshot: result.snapshot } : {}) };
-  }
-
-  /** What advance() records for an attempt's outcome. */
-  private outcomeRequest(c: ClaimedStep, outcome: Exclude<AttemptOutcome, { kind: 'abandoned' }>, at: Date, durationMs: number): AdvanceRequest {
-    const fence = { runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: this.id };
-    if (outcome.kind === 'succeeded') {
-      const { result } = outcome;
-      const branch = result.branch ?? null;
-      const usage = runUsageOf(result);
-      return {
-        runId: c.runId, at,
-        event: { type: 'step_succeeded', stepId: c.stepId, branch },
-        ...(usage ? { usage } : {}),
-        fence: async (tx) => {
-          // Inside the fence's transaction: a stale attempt's files roll back with it.
-          if (result.files?.length) await insertRunFiles(tx, c.runId, c.stepId, result.files, at);
-          return completeAttempt(tx, { ...fence, output: outcome.output, branch, at, durationMs, usage: attemptUsageOf(result) });
-        },
-        events: [successEvent(c, result, durationMs)],
-      };
-    }
-    if (outcome.kind === 'budget_exceeded') {
-      this.deps.log.info('budget exceeded; run paused for approval', {
-        worker: this.id, run: c.runId, step: c.stepId, attempt: c.attempt, ...outcome.error.details,
-      });
-      return budgetHoldRequest(c, fence, outcome.error, at, durationMs);
-    }
-    const error = outcome.kind === 'failed' ? outcome.error : null;
-    const event: SchedulerEvent = outcome.kind === 'failed'
-      ? { type: 'step_failed', stepId: c.stepId, error: outcome.error }
-      : { type: 'step_guard_false', stepId: c.stepId };
-    return {
-      runId: c.runId, at, event,
-      fence: (tx) => releaseAttempt(tx, { ...fence, error, at, durationMs }),
-      events: outcome.kind === 'failed' ? [attemptEvent(c, 'step_attempt_failed', { duration_ms: durationMs, error: outcome.error })] : [],
-    };
   }
 
   /** A success in one statement (quick-advance.ts); undefined: use advance(), nothing was written. */
@@ -447,22 +399,6 @@ export class Worker {
 /** The successor an attempt's completion claimed, and the run's states after it when known. */
 type NextStep = { claimed: ClaimedStep | undefined; snapshot?: RunSnapshot };
 
-function attemptUsageOf(result: StepResult): AttemptUsage | undefined {
-  const usage = result.usage;
-  return usage && { provider: usage.provider, model: usage.model, tokensIn: usage.tokensIn, tokensOut: usage.tokensOut, costUsd: usage.costUsd };
-}
-
-/** What a success adds to the run's totals. */
-function runUsageOf(result: StepResult): UsageDelta | undefined {
-  const usage = result.usage;
-  return usage && { tokensIn: usage.tokensIn, tokensOut: usage.tokensOut, costUsd: usage.costUsd, simulated: usage.simulated };
-}
-
-function successEvent(c: ClaimedStep, result: StepResult, durationMs: number): NewEvent {
-  const branch = result.branch ?? null;
-  return attemptEvent(c, 'step_succeeded', { duration_ms: durationMs, ...(branch !== null ? { branch } : {}), ...(result.usage?.simulated ? { simulated: true } : {}) });
-}
-
 /**
  * In-flight attempts are keyed by attempt too: the same worker can hold a stale attempt of a
  * step (its lease expired, it is still running) and claim the step's next attempt; each must
@@ -470,45 +406,4 @@ function successEvent(c: ClaimedStep, result: StepResult, durationMs: number): N
  */
 function key(s: { runId: string; stepId: string; attempt: number }): string {
   return `${s.runId}/${s.stepId}/${s.attempt}`;
-}
-
-/**
- * One key per attempt family: the automatic retries of one trigger share it (a target that
- * deduplicates sees one logical request); a human retry starts a new family (attemptBase > 0)
- * and gets a new key, because it asks for the work to be done again.
- */
-export function idempotencyKey(c: { runId: string; stepId: string; attemptBase: number }): string {
-  return c.attemptBase > 0 ? `${c.runId}:${c.stepId}:${c.attemptBase}` : `${c.runId}:${c.stepId}`;
-}
-
-/** The stored overrides as the executor contract has them (unknown fields are ignored). */
-function toOverrides(stored: Record<string, unknown>): StepOverrides | undefined {
-  const prompt = stored['prompt'];
-  return typeof prompt === 'string' ? { prompt } : undefined;
-}
-
-function attemptEvent(c: ClaimedStep, type: NewEvent['type'], data: Record<string, unknown>): NewEvent {
-  return { stepId: c.stepId, type, attempt: c.attempt, data };
-}
-
-/** Settles with the executor, or as soon as the signal aborts (an executor that ignores it cannot hold the slot). */
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
-      (e) => { signal.removeEventListener('abort', onAbort); reject(e); },
-    );
-  });
-}
-
-/** Outputs are stored as JSON: normalise (drops undefined, functions) and bound the size. */
-function toPlainJson(value: unknown, step: CompiledStep): unknown {
-  const text = JSON.stringify(value ?? null);
-  if (text.length > MAX_OUTPUT_BYTES) {
-    throw new WeftError('WEFT_STEP_FAILED', `step '${step.id}' produced ${text.length} bytes of output; the limit is ${MAX_OUTPUT_BYTES}`);
-  }
-  return JSON.parse(text);
 }
