@@ -3,8 +3,10 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
+import { sqlState } from '../src/store/db.ts';
 import { openPg } from '../src/store/pg-db.ts';
-import { PG_URL, closeTemplates, emptyPostgresSchema, openTestDb } from './helpers/db.ts';
+import { BACKENDS, PG_URL, closeTemplates, emptyPostgresSchema, openTestDb } from './helpers/db.ts';
+import { launch, testEngine } from './helpers/engine.ts';
 
 after(closeTemplates);
 
@@ -40,3 +42,32 @@ void test('two processes migrating one PostgreSQL at once: each migration applie
   const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${schema}.weft_migrations`);
   assert.equal(rows[0].n, all.length);
 });
+
+// Migration 0007 moved the status checks from table CHECKs to domains: the same values must
+// still be the only ones a row can hold, on both backends.
+for (const backend of BACKENDS) {
+  void test(`${backend}: status, mode, budget and artifact source refuse values outside their domain`, async (t) => {
+    const ctx = await testEngine(backend, t, { worker: false });
+    if (!ctx) return;
+    const { db, engine } = ctx;
+    const runId = await launch(engine, { name: 'one', steps: { a: { type: 'transform', expr: '1' } } });
+    const refused = async (sql: string): Promise<string | undefined> => {
+      try {
+        await db.query(sql, [runId]);
+        return undefined;
+      } catch (error) {
+        return sqlState(error);
+      }
+    };
+    assert.equal(await refused(`UPDATE runs SET status = 'done' WHERE id = $1`), '23514');
+    assert.equal(await refused(`UPDATE runs SET mode = 'manual' WHERE id = $1`), '23514');
+    assert.equal(await refused(`UPDATE runs SET budget_usd = -1 WHERE id = $1`), '23514');
+    assert.equal(await refused(`UPDATE step_runs SET status = 'later' WHERE run_id = $1`), '23514');
+    assert.equal(await refused(
+      `INSERT INTO artifacts (run_id, step_id, version, content, is_latest, produced_by) VALUES ($1, 'a', 9, '1', false, 'robot')`,
+    ), '23514');
+    // The values the engine writes still pass.
+    assert.equal(await refused(`UPDATE runs SET status = 'paused', mode = 'step', budget_usd = 0 WHERE id = $1`), undefined);
+    assert.equal(await refused(`UPDATE step_runs SET status = 'skipped' WHERE run_id = $1`), undefined);
+  });
+}
