@@ -3,7 +3,7 @@
  * success decided from step states read earlier is written in one statement, only if the run
  * still has exactly those states; otherwise nothing is written and the caller decides again.
  */
-import { after, describe, test } from 'node:test';
+import { after, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine } from '../src/engine/engine.ts';
 import { completeSucceeded, type QuickSuccess } from '../src/engine/quick-advance.ts';
@@ -11,7 +11,7 @@ import { VersionCache } from '../src/engine/version-cache.ts';
 import type { Db, Queryable } from '../src/store/db.ts';
 import { completeQuickly, readRunSnapshot, StaleSnapshot, type QuickCompletion } from '../src/store/quick-completion.ts';
 import { claimQueued } from '../src/store/step-runs.ts';
-import { BACKENDS, closeTemplates, openTestDb } from './helpers/db.ts';
+import { BACKENDS, closeTemplates, openTestDb, type Backend } from './helpers/db.ts';
 import { FAST_WORKER, launch, testEngine } from './helpers/engine.ts';
 
 after(closeTemplates);
@@ -33,6 +33,20 @@ function counting(db: Db): { db: Db; counts: { transactions: number; quick: numb
     }) as Db['transaction'],
   });
   return { db: wrapped, counts };
+}
+
+/** A started engine with a worker on a fresh database, whose statements `counts` counts. */
+async function countingEngine(backend: Backend, t: TestContext): Promise<{ engine: Engine; counts: { transactions: number; quick: number } } | undefined> {
+  const raw = await openTestDb(backend, t);
+  if (!raw) return undefined;
+  const { db, counts } = counting(raw);
+  const engine = new Engine({ db, worker: FAST_WORKER });
+  t.after(async () => {
+    await engine.stop();
+    await raw.close();
+  });
+  await engine.start();
+  return { engine, counts };
 }
 
 const CHAIN = {
@@ -63,15 +77,9 @@ async function rowCounts(db: Db, runId: string): Promise<unknown> {
 for (const backend of BACKENDS) {
   void describe(`quick completions on ${backend}`, () => {
     void test('a chain: every success is one statement, no transaction, the last finishing the run with its outputs', async (t) => {
-      const raw = await openTestDb(backend, t);
-      if (!raw) return;
-      const { db, counts } = counting(raw);
-      const engine = new Engine({ db, worker: FAST_WORKER });
-      t.after(async () => {
-        await engine.stop();
-        await raw.close();
-      });
-      await engine.start();
+      const ctx = await countingEngine(backend, t);
+      if (!ctx) return;
+      const { engine, counts } = ctx;
       const runId = await launch(engine, CHAIN);
       assert.equal(await engine.waitForRun(runId, 10_000), 'succeeded');
       const run = (await engine.getRun(runId))!;
@@ -91,15 +99,9 @@ for (const backend of BACKENDS) {
     });
 
     void test('a finishing completion evaluates outputs from jsonb as advance does, and declines a budget or an output it did not read', async (t) => {
-      const raw = await openTestDb(backend, t);
-      if (!raw) return;
-      const { db, counts } = counting(raw);
-      const engine = new Engine({ db, worker: FAST_WORKER });
-      t.after(async () => {
-        await engine.stop();
-        await raw.close();
-      });
-      await engine.start();
+      const ctx = await countingEngine(backend, t);
+      if (!ctx) return;
+      const { engine, counts } = ctx;
       // The last step's output is an object whose keys jsonb reorders (shorter first): the
       // outputs must read it as stored, whichever path finished the run.
       const shaped = await engine.registerWorkflow({

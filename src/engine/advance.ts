@@ -262,13 +262,22 @@ export function finishEvent(status: 'succeeded' | 'failed' | 'cancelled', error:
   return runEvent(type, error ? { error } : {});
 }
 
-export async function evaluateOutputs(tx: Queryable, wf: CompiledWorkflow, runId: string): Promise<Record<string, unknown>> {
-  const bindings = wf.definition.outputs;
-  if (!bindings) return {};
+async function evaluateOutputs(tx: Queryable, wf: CompiledWorkflow, runId: string): Promise<Record<string, unknown>> {
+  if (!wf.definition.outputs) return {};
   const { inputs, context, outputs } = await loadRunScope(tx, runId, wf.outputRefs);
-  const scope = { input: inputs, context, ...outputs };
+  return evaluateOutputBindings(wf, inputs, context, outputs);
+}
+
+/** The workflow's `outputs` bindings evaluated over the run's inputs, context and the outputs of `wf.outputRefs`; throws what an expression throws. */
+export async function evaluateOutputBindings(
+  wf: CompiledWorkflow,
+  inputs: Record<string, unknown>,
+  context: Record<string, unknown>,
+  stepOutputs: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const scope = { input: inputs, context, ...stepOutputs };
   const result: Record<string, unknown> = {};
-  for (const [name, expr] of Object.entries(bindings)) {
+  for (const [name, expr] of Object.entries(wf.definition.outputs ?? {})) {
     const value = await evaluateExpression(expr, scope);
     result[name] = value === undefined ? null : value;
   }

@@ -15,16 +15,14 @@
  * answer: the caller uses advance(), which decides again under the lock.
  */
 import type { CompiledWorkflow } from '../core/compiled.ts';
-import { evaluateExpression } from '../core/expressions.ts';
 import { decide } from '../core/scheduler.ts';
-import type { ErrorRecord } from '../core/errors.ts';
 import type { SchedulerCommand } from '../core/scheduler-types.ts';
 import type { Db } from '../store/db.ts';
 import type { NewEvent } from '../store/events.ts';
-import { completeQuickly, StaleSnapshot, type RunFinish, type RunSnapshot } from '../store/quick-completion.ts';
-import type { UsageDelta } from '../store/runs.ts';
+import { completeQuickly, StaleSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
+import type { RunFinish, UsageDelta } from '../store/runs.ts';
 import type { AttemptUsage, ClaimedStep } from '../store/step-runs.ts';
-import { aloneInFlight, finishEvent, isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
+import { aloneInFlight, evaluateOutputBindings, finishEvent, isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
 
 export interface QuickSuccess {
   /** The clock: each try takes its time from it, so a second one is later than the change that made the first stale. */
@@ -99,27 +97,20 @@ async function quickFinish(
   c: ClaimedStep,
   output: unknown,
   cmd: Extract<SchedulerCommand, { type: 'finish_run' }>,
-): Promise<(RunFinish & { error: ErrorRecord | undefined }) | undefined> {
+): Promise<RunFinish | undefined> {
   if (c.budgetUsd !== null) return undefined;
   if (cmd.status !== 'succeeded') return { status: cmd.status, outputs: undefined, error: cmd.error };
-  const bindings = wf.definition.outputs;
-  if (!bindings) return { status: 'succeeded', outputs: {}, error: undefined };
-  const scope: Record<string, unknown> = { input: c.inputs, context: c.context };
+  const stepOutputs: Record<string, unknown> = {};
   for (const ref of wf.outputRefs) {
-    if (ref === c.stepId) scope[ref] = asStoredJson(output);
-    else if (Object.hasOwn(c.deps, ref)) scope[ref] = c.deps[ref];
+    if (ref === c.stepId) stepOutputs[ref] = asStoredJson(output);
+    else if (Object.hasOwn(c.deps, ref)) stepOutputs[ref] = c.deps[ref];
     else return undefined;
   }
-  const outputs: Record<string, unknown> = {};
   try {
-    for (const [name, expr] of Object.entries(bindings)) {
-      const value = await evaluateExpression(expr, scope);
-      outputs[name] = value === undefined ? null : value;
-    }
+    return { status: 'succeeded', outputs: await evaluateOutputBindings(wf, c.inputs, c.context, stepOutputs), error: undefined };
   } catch {
     return undefined;
   }
-  return { status: 'succeeded', outputs, error: undefined };
 }
 
 /**

@@ -9,7 +9,7 @@ import type { RunMode, RunStatus } from '../core/scheduler-types.ts';
 import { sqlState, type Queryable } from './db.ts';
 import type { NewEvent } from './events.ts';
 import { parseStepStates, toClaimed, type AttemptFence, type AttemptUsage, type ClaimRow, type ClaimedStep, type StepStates } from './step-runs.ts';
-import type { UsageDelta } from './runs.ts';
+import { runFinishValues, type RunFinish, type UsageDelta } from './runs.ts';
 
 /** A run's state as a quick completion decides from it. */
 export interface RunSnapshot {
@@ -34,9 +34,8 @@ export async function readRunSnapshot(q: Queryable, runId: string): Promise<RunS
  * After a claim from the queue: the states of the claimed steps' runs, keyed `run/step`, for
  * those steps that are alone in flight in a running auto-mode run, when another step is still
  * pending or the run has no budget (see snapshotForQuickCompletion) — the ones a quick
- * completion can take. One
- * statement for the whole batch, read after the claim committed; anything that changes later
- * is caught by the comparison under the lock.
+ * completion can take. One statement for the whole batch, read after the claim committed;
+ * anything that changes later is caught by the comparison under the lock.
  */
 export async function readSnapshotsForClaims(q: Queryable, claims: readonly { runId: string; stepId: string }[]): Promise<Map<string, RunSnapshot>> {
   const snapshots = new Map<string, RunSnapshot>();
@@ -81,12 +80,6 @@ export interface QuickCompletion extends AttemptFence {
   finish: RunFinish | undefined;
 }
 
-export interface RunFinish {
-  status: 'succeeded' | 'failed' | 'cancelled';
-  outputs: Record<string, unknown> | undefined;
-  error: unknown;
-}
-
 /**
  * Applies a quick completion. Returns the claimed successor (with the run's states after this
  * write, for its own quick completion) or undefined when nothing was claimed; throws
@@ -110,8 +103,7 @@ export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise
         c.events.map((e) => e.stepId), c.events.map((e) => e.type), c.events.map((e) => e.attempt), c.events.map((e) => JSON.stringify(e.data)),
         c.queue, c.skips.map((s) => s.stepId), c.skips.map((s) => s.reason),
         c.claim?.stepId ?? null, c.claim?.leaseUntil ?? null,
-        c.finish?.status ?? null, c.finish?.outputs === undefined ? null : JSON.stringify(c.finish.outputs),
-        c.finish?.error === undefined ? null : JSON.stringify(c.finish.error),
+        ...(c.finish ? runFinishValues(c.finish) : [null, null, null]),
       ],
     ));
   } catch (error) {

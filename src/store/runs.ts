@@ -1,5 +1,5 @@
 /** Queries for runs. */
-import { WeftError } from '../core/errors.ts';
+import { WeftError, type ErrorRecord } from '../core/errors.ts';
 import type { RunMode, RunStatus, StepStatus } from '../core/scheduler-types.ts';
 import type { Queryable } from './db.ts';
 
@@ -107,11 +107,7 @@ export async function setRunStatus(q: Queryable, runId: string, from: RunStatus,
  * pending approvals shows a run that is over; the caller asks for it only for runs that can
  * have one (a run with a budget), keeping the common finish one plain UPDATE.
  */
-export async function finishRun(
-  q: Queryable,
-  runId: string,
-  f: { status: 'succeeded' | 'failed' | 'cancelled'; outputs: unknown; error: unknown; at: Date; closeApprovals: boolean },
-): Promise<void> {
+export async function finishRun(q: Queryable, runId: string, f: RunFinish & { at: Date; closeApprovals: boolean }): Promise<void> {
   const close = f.closeApprovals
     ? `WITH closed AS (
          UPDATE approvals SET status = 'rejected', decided_at = $5, comment = 'closed unanswered: the run was ' || $2::text || ' first'
@@ -120,8 +116,20 @@ export async function finishRun(
     : '';
   await q.query(
     `${close}UPDATE runs SET status = $2, outputs = $3::jsonb, error = $4::jsonb, finished_at = $5, updated_at = $5 WHERE id = $1`,
-    [runId, f.status, f.outputs === undefined ? null : JSON.stringify(f.outputs), f.error === undefined ? null : JSON.stringify(f.error), f.at],
+    [runId, ...runFinishValues(f), f.at],
   );
+}
+
+/** A run's end: its final status, and its outputs (succeeded) or error. */
+export interface RunFinish {
+  status: 'succeeded' | 'failed' | 'cancelled';
+  outputs: Record<string, unknown> | undefined;
+  error: ErrorRecord | undefined;
+}
+
+/** A run's end as statement parameters: status, outputs and error (JSON text or null). */
+export function runFinishValues(f: RunFinish): [string, string | null, string | null] {
+  return [f.status, f.outputs === undefined ? null : JSON.stringify(f.outputs), f.error === undefined ? null : JSON.stringify(f.error)];
 }
 
 /** Inputs and context of a run, and the latest outputs of the given steps. */
