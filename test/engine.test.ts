@@ -244,6 +244,15 @@ for (const backend of BACKENDS) {
       const r1 = await ctx.engine.startRun({ versionId: v.versionId, idempotencyKey: 'k1' });
       const r2 = await ctx.engine.startRun({ versionId: v.versionId, idempotencyKey: 'k1' });
       assert.equal(r1, r2);
+      // Concurrent starts with one new key (on PostgreSQL, in separate transactions that wait on
+      // the key): one run, every caller gets its id, and its steps are written once.
+      const racing = await Promise.all(Array.from({ length: 6 }, () => ctx.engine.startRun({ versionId: v.versionId, idempotencyKey: 'k2' })));
+      assert.equal(new Set(racing).size, 1);
+      const { rows } = await ctx.db.query<{ runs: number; steps: number }>(
+        `SELECT (SELECT count(*)::int FROM runs WHERE idempotency_key = 'k2') AS runs,
+                (SELECT count(*)::int FROM step_runs WHERE run_id = $1) AS steps`, [racing[0]]);
+      assert.deepEqual(rows[0], { runs: 1, steps: 1 });
+      assert.equal(await ctx.engine.waitForRun(racing[0]!, 10_000), 'succeeded');
       const again = await ctx.engine.registerWorkflow({ name: 'once', steps: { a: { type: 'transform', expr: '1' } } });
       assert.equal(again.versionId, v.versionId, 'an unchanged definition keeps its version');
       const changed = await ctx.engine.registerWorkflow({ name: 'once', steps: { a: { type: 'transform', expr: '2' } } });

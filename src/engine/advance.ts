@@ -92,9 +92,13 @@ export async function snapshotForQuickCompletion(
   state: RunState,
   claimed: Pick<ClaimedStep, 'runId' | 'stepId' | 'budgetUsd'>,
 ): Promise<RunSnapshot | undefined> {
-  const worth = mode === 'auto' && aloneInFlight(state.steps, claimed.stepId)
-    && (claimed.budgetUsd === null || Object.entries(state.steps).some(([id, s]) => id !== claimed.stepId && !TERMINAL_STEP.has(s.status)));
-  return worth ? readRunSnapshot(tx, claimed.runId) : undefined;
+  return snapshotWorthReading(mode, state, claimed.stepId, claimed.budgetUsd) ? readRunSnapshot(tx, claimed.runId) : undefined;
+}
+
+/** Whether a step claimed in `state` can complete quickly, so that its run's states are worth reading. */
+export function snapshotWorthReading(mode: RunMode, state: RunState, stepId: string, budgetUsd: number | null): boolean {
+  return mode === 'auto' && aloneInFlight(state.steps, stepId)
+    && (budgetUsd === null || Object.entries(state.steps).some(([id, s]) => id !== stepId && !TERMINAL_STEP.has(s.status)));
 }
 
 /** A write carried out by its own statement, in decision order. */

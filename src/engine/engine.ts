@@ -13,12 +13,13 @@ import { decide, initialState, planRetry, type RetryPlan } from '../core/schedul
 import { TERMINAL_RUN, type Random, type RunMode, type RunStatus, type SchedulerEvent, type StepState } from '../core/scheduler-types.ts';
 import { transactionWithRetry, type Db, type Queryable } from '../store/db.ts';
 import type { ApprovalRecord } from '../store/approvals.ts';
+import { startRunRecord } from '../store/run-start.ts';
 import { listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
-import { findRunByIdempotencyKey, getRun, getRunStatus, insertRun, type LockedRun, type RunRow, type StepRunRow } from '../store/runs.ts';
-import { insertStepRuns, loadStepStates, setStepOverrides, waitSteps, writeDecision, type StepStates } from '../store/step-runs.ts';
+import { getRun, getRunStatus, type LockedRun, type RunRow, type StepRunRow } from '../store/runs.ts';
+import { loadStepStates, setStepOverrides, type StepStates } from '../store/step-runs.ts';
 import { definitionHash, ensureVersion, findWorkflowByName, insertWorkflow, lockWorkflow } from '../store/workflows.ts';
 import type { StepSettings } from '../steps/types.ts';
-import { advance, snapshotForQuickCompletion, type AdvanceRequest, type AdvanceResult } from './advance.ts';
+import { advance, snapshotWorthReading, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { approvalDecisionRequest, checkApprovalDecision, type ApprovalDecision } from './approval-decision.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { silentLogger, type Logger } from './log.ts';
@@ -128,7 +129,8 @@ export class Engine {
   /**
    * Starts a run of a pinned version: checks the inputs (defaults applied), inserts the run and
    * its steps with the roots queued, and — when this process has a worker with a free slot —
-   * claims one root for it, all in one transaction.
+   * claims one root for it, all in one statement (store/run-start.ts). With an idempotency key
+   * the owner already used, returns that run's id and starts nothing.
    */
   async startRun(request: StartRunRequest): Promise<string> {
     const ownerId = request.ownerId ?? LOCAL_OWNER;
@@ -142,49 +144,34 @@ export class Engine {
     if (request.provider !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(request.provider)) {
       throw new WeftError('WEFT_INVALID_INPUTS', 'provider must be a provider name (letters, digits, ".", "_", "-")');
     }
-    const runId = randomUUID();
-    const at = new Date(this.clock.now());
     const worker = this.worker && this.worker.freeSlots > 0 ? this.worker : undefined;
 
-    const outcome = await transactionWithRetry(this.db, async (tx) => {
-      if (request.idempotencyKey !== undefined) {
-        const existing = await findRunByIdempotencyKey(tx, ownerId, request.idempotencyKey);
-        if (existing) return { runId: existing, claimed: undefined, snapshot: undefined };
-      }
-      const { state, commands } = decide(wf, initialState(wf, mode), { type: 'run_started' }, this.random);
-      const status = state.status === 'waiting' ? 'waiting' : 'running';
-      await insertRun(tx, {
-        id: runId, versionId: request.versionId, ownerId, inputs, mode, status,
-        ...(request.budgetUsd === undefined ? {} : { budgetUsd: request.budgetUsd }),
-        ...(request.provider === undefined ? {} : { provider: request.provider }),
-        context: wf.definition.context ?? {}, stepsTotal: wf.order.length, idempotencyKey: request.idempotencyKey ?? null, at,
-      });
-      // Every step starts pending; the roots are then queued (or one claimed for this process's
-      // worker) by the same one-statement write that carries out any other decision. In step
-      // mode they wait for a trigger instead (one more statement).
-      await insertStepRuns(tx, runId, wf.order.map((id) => ({ stepId: id, refs: wf.steps[id]!.refs })));
-      const queued = commands.flatMap((c) => (c.type === 'queue_step' ? [c.stepId] : []));
-      const waits = commands.flatMap((c) => (c.type === 'wait_step' ? [c.stepId] : []));
-      if (waits.length > 0) await waitSteps(tx, runId, waits);
-      const claimId = worker ? queued[0] : undefined;
-      const queue = queued.filter((id) => id !== claimId);
-      const events: NewEvent[] = [
-        { stepId: null, type: 'run_created', attempt: null, data: mode === 'step' ? { version_id: request.versionId, mode } : { version_id: request.versionId } },
-        ...(claimId === undefined ? [] : [{ stepId: claimId, type: 'step_started' as const, attempt: 1, data: { worker: worker!.id } }]),
-        ...queue.map((stepId) => ({ stepId, type: 'step_queued' as const, attempt: null, data: {} })),
-        ...waits.map((stepId) => ({ stepId, type: 'step_waiting' as const, attempt: null, data: {} })),
-        ...(status === 'waiting' ? [{ stepId: null, type: 'run_waiting' as const, attempt: null, data: { from: 'created' } }] : []),
-      ];
-      const claimed = await writeDecision(tx, {
-        runId, at, events, queue, skips: [], cancels: [],
-        claim: claimId === undefined ? undefined : { stepId: claimId, workerId: worker!.id, leaseUntil: worker!.leaseUntil() },
-      });
+    const { state, commands } = decide(wf, initialState(wf, mode), { type: 'run_started' }, this.random);
+    const status = state.status === 'waiting' ? 'waiting' : 'running';
+    // Every step is written in the status the decision gives it: the roots queued (or one
+    // claimed for this process's worker), or waiting for a trigger in step mode.
+    const queued = commands.flatMap((c) => (c.type === 'queue_step' ? [c.stepId] : []));
+    const waits = commands.flatMap((c) => (c.type === 'wait_step' ? [c.stepId] : []));
+    const claimId = worker ? queued[0] : undefined;
+    const queue = queued.filter((id) => id !== claimId);
+    const budgetUsd = request.budgetUsd ?? null;
+    const events: NewEvent[] = [
+      { stepId: null, type: 'run_created', attempt: null, data: mode === 'step' ? { version_id: request.versionId, mode } : { version_id: request.versionId } },
+      ...(claimId === undefined ? [] : [{ stepId: claimId, type: 'step_started' as const, attempt: 1, data: { worker: worker!.id } }]),
+      ...queue.map((stepId) => ({ stepId, type: 'step_queued' as const, attempt: null, data: {} })),
+      ...waits.map((stepId) => ({ stepId, type: 'step_waiting' as const, attempt: null, data: {} })),
+      ...(status === 'waiting' ? [{ stepId: null, type: 'run_waiting' as const, attempt: null, data: { from: 'created' } }] : []),
+    ];
+    const started = await startRunRecord(this.db, {
+      id: randomUUID(), versionId: request.versionId, ownerId, inputs, context: wf.definition.context ?? {},
+      idempotencyKey: request.idempotencyKey ?? null, at: new Date(this.clock.now()), mode, status, budgetUsd, provider: request.provider ?? null,
+      steps: wf.order.map((id) => ({ stepId: id, refs: wf.steps[id]!.refs })), events, queue, waits,
       // A root alone in flight can complete quickly: it needs the states it will decide from.
-      const snapshot = claimed && (await snapshotForQuickCompletion(tx, mode, state, claimed));
-      return { runId, claimed, snapshot };
+      claim: claimId === undefined ? undefined
+        : { stepId: claimId, workerId: worker!.id, leaseUntil: worker!.leaseUntil(), states: snapshotWorthReading(mode, state, claimId, budgetUsd) },
     });
-    if (outcome.claimed) worker!.adopt(outcome.claimed, outcome.snapshot);
-    return outcome.runId;
+    if (started.created && started.claimed) worker!.adopt(started.claimed, started.snapshot);
+    return started.runId;
   }
 
   cancelRun(runId: string): Promise<RunStatus> {

@@ -49,12 +49,17 @@ export async function readSnapshotsForClaims(q: Queryable, claims: readonly { ru
          OR EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = x.run_id AND o.step_id <> x.step_id AND o.status IN ('pending', 'waiting')))`,
     [claims.map((c) => c.runId), claims.map((c) => c.stepId)],
   );
-  for (const r of rows) snapshots.set(`${r.run_id}/${r.step_id}`, snapshot('running', 'auto', r.states));
+  for (const r of rows) snapshots.set(`${r.run_id}/${r.step_id}`, runningSnapshot(r.states));
   return snapshots;
 }
 
 function snapshot(status: RunStatus, mode: RunMode, statesText: string | null): RunSnapshot {
   return { status, mode, statesText: statesText ?? '', steps: parseStepStates(statesText) };
+}
+
+/** The snapshot of a running auto-mode run whose states a write just returned. */
+export function runningSnapshot(statesText: string | null): RunSnapshot {
+  return snapshot('running', 'auto', statesText);
 }
 
 /** The run changed since its snapshot was read: decide again from `current` (read under the lock). */
@@ -117,5 +122,5 @@ export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise
   }
   const row = rows[0];
   if (!row) return undefined;
-  return { claimed: toClaimed(row), snapshot: snapshot('running', 'auto', row.states) };
+  return { claimed: toClaimed(row), snapshot: runningSnapshot(row.states) };
 }

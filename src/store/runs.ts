@@ -3,42 +3,6 @@ import { WeftError, type ErrorRecord } from '../core/errors.ts';
 import type { RunMode, RunStatus, StepStatus } from '../core/scheduler-types.ts';
 import type { Queryable } from './db.ts';
 
-export interface NewRun {
-  id: string;
-  versionId: string;
-  ownerId: string;
-  inputs: Record<string, unknown>;
-  context: Record<string, unknown>;
-  stepsTotal: number;
-  idempotencyKey: string | null;
-  at: Date;
-  /** Absent: 'auto'. */
-  mode?: RunMode;
-  /** The status the start decision leaves the run in; absent: 'running'. */
-  status?: 'running' | 'waiting';
-  /** Spending limit in USD (absent: none). */
-  budgetUsd?: number;
-  /** Default provider for steps and agents that name none (absent: the server's). */
-  provider?: string;
-}
-
-export async function insertRun(q: Queryable, r: NewRun): Promise<void> {
-  await q.query(
-    `INSERT INTO runs (id, workflow_id, version_id, owner_id, status, mode, inputs, context, steps_total, idempotency_key, created_at, updated_at,
-       budget_usd, provider)
-     SELECT $1, v.workflow_id, v.id, $3, $9, $10, $4::jsonb, $5::jsonb, $6, $7, $8, $8, $11, $12 FROM workflow_versions v WHERE v.id = $2`,
-    [
-      r.id, r.versionId, r.ownerId, JSON.stringify(r.inputs), JSON.stringify(r.context), r.stepsTotal, r.idempotencyKey, r.at,
-      r.status ?? 'running', r.mode ?? 'auto', r.budgetUsd ?? null, r.provider ?? null,
-    ],
-  );
-}
-
-export async function findRunByIdempotencyKey(q: Queryable, ownerId: string, key: string): Promise<string | undefined> {
-  const { rows } = await q.query<{ id: string }>('SELECT id FROM runs WHERE owner_id = $1 AND idempotency_key = $2', [ownerId, key]);
-  return rows[0]?.id;
-}
-
 export interface UsageDelta {
   tokensIn: number;
   tokensOut: number;

@@ -8,21 +8,6 @@ import type { StepState, StepStatus } from '../core/scheduler-types.ts';
 import type { NewEvent } from './events.ts';
 import type { Queryable } from './db.ts';
 
-export interface NewStepRun {
-  stepId: string;
-  refs: readonly string[];
-}
-
-/** Inserts every step of a new run, all pending, in one statement (refs as a JSON array per step). */
-export async function insertStepRuns(q: Queryable, runId: string, steps: readonly NewStepRun[]): Promise<void> {
-  await q.query(
-    `INSERT INTO step_runs (run_id, step_id, status, refs)
-     SELECT $1, s.step_id, 'pending', ARRAY(SELECT jsonb_array_elements_text(s.refs))
-     FROM unnest($2::text[], $3::jsonb[]) AS s(step_id, refs)`,
-    [runId, steps.map((s) => s.stepId), steps.map((s) => JSON.stringify(s.refs))],
-  );
-}
-
 export interface ClaimedStep {
   runId: string;
   stepId: string;
