@@ -237,6 +237,27 @@ for (const backend of BACKENDS) {
       assert.equal(rows[0]!.n, 0);
     });
 
+    void test('runs started at once never take more than the worker\'s concurrency', async (t) => {
+      let running = 0;
+      let most = 0;
+      const server = await listen((_req, res) => {
+        most = Math.max(most, ++running);
+        setTimeout(() => {
+          running--;
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        }, 100);
+      });
+      t.after(() => server.close());
+      const ctx = await testEngine(backend, t, { worker: { concurrency: 2 } });
+      if (!ctx) return;
+      const v = await ctx.engine.registerWorkflow({ name: 'slow', steps: { f: { type: 'http', url: `http://127.0.0.1:${port(server)}/` } } });
+      // Each start may claim its root for this process's worker: together they must leave the
+      // rest queued for the slots as they free up.
+      const ids = await Promise.all(Array.from({ length: 8 }, () => ctx.engine.startRun({ versionId: v.versionId })));
+      for (const id of ids) assert.equal(await ctx.engine.waitForRun(id, 10_000), 'succeeded');
+      assert.equal(most, 2);
+    });
+
     void test('an idempotency key returns the first run', async (t) => {
       const ctx = await testEngine(backend, t);
       if (!ctx) return;

@@ -13,7 +13,7 @@ import { decide, initialState, planRetry, type RetryPlan } from '../core/schedul
 import { TERMINAL_RUN, type Random, type RunMode, type RunStatus, type SchedulerEvent, type StepState } from '../core/scheduler-types.ts';
 import { transactionWithRetry, type Db, type Queryable } from '../store/db.ts';
 import type { ApprovalRecord } from '../store/approvals.ts';
-import { startRunRecord } from '../store/run-start.ts';
+import { startRunRecord, type NewRun } from '../store/run-start.ts';
 import { listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
 import { getRun, getRunStatus, type LockedRun, type RunRow, type StepRunRow } from '../store/runs.ts';
 import { loadStepStates, setStepOverrides, type StepStates } from '../store/step-runs.ts';
@@ -162,15 +162,18 @@ export class Engine {
       ...waits.map((stepId) => ({ stepId, type: 'step_waiting' as const, attempt: null, data: {} })),
       ...(status === 'waiting' ? [{ stepId: null, type: 'run_waiting' as const, attempt: null, data: { from: 'created' } }] : []),
     ];
-    const started = await startRunRecord(this.db, {
+    const start = (claim: NewRun['claim']) => startRunRecord(this.db, {
       id: randomUUID(), versionId: request.versionId, ownerId, inputs, context: wf.definition.context ?? {},
       idempotencyKey: request.idempotencyKey ?? null, at: new Date(this.clock.now()), mode, status, budgetUsd, provider: request.provider ?? null,
-      steps: wf.order.map((id) => ({ stepId: id, refs: wf.steps[id]!.refs })), events, queue, waits,
-      // A root alone in flight can complete quickly: it needs the states it will decide from.
-      claim: claimId === undefined ? undefined
-        : { stepId: claimId, workerId: worker!.id, leaseUntil: worker!.leaseUntil(), states: snapshotWorthReading(mode, state, claimId, budgetUsd) },
+      steps: wf.order.map((id) => ({ stepId: id, refs: wf.steps[id]!.refs })), events, queue, waits, claim,
     });
-    if (started.created && started.claimed) worker!.adopt(started.claimed, started.snapshot);
+    const started = !worker || claimId === undefined ? await start(undefined) : await worker.holdingSlots(1, async () => {
+      // A root alone in flight can complete quickly: it needs the states it will decide from.
+      const states = snapshotWorthReading(mode, state, claimId, budgetUsd);
+      const s = await start({ stepId: claimId, workerId: worker.id, leaseUntil: worker.leaseUntil(), states });
+      if (s.created && s.claimed) worker.adopt(s.claimed, s.snapshot);
+      return s;
+    });
     return started.runId;
   }
 
@@ -306,13 +309,17 @@ export class Engine {
   /** advance for a step control, claiming a step it readies for this process's worker when it has room. */
   private async controlStep(request: Omit<AdvanceRequest, 'claimFor'>): Promise<RunStatus> {
     const worker = this.worker && this.worker.freeSlots > 0 ? this.worker : undefined;
-    const result: AdvanceResult = await transactionWithRetry(this.db, (tx) =>
+    const step = () => transactionWithRetry(this.db, (tx) =>
       advance(tx, { versions: this.versions, random: this.random }, {
         ...request,
         claimFor: worker ? { workerId: worker.id, leaseUntil: worker.leaseUntil() } : undefined,
       }),
     );
-    if (result.claimed) worker!.adopt(result.claimed, result.snapshot);
+    const result: AdvanceResult = !worker ? await step() : await worker.holdingSlots(1, async () => {
+      const r = await step();
+      if (r.claimed) worker.adopt(r.claimed, r.snapshot);
+      return r;
+    });
     if (result.finished) this.finished.emit(request.runId);
     return result.status;
   }

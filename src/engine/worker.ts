@@ -75,6 +75,8 @@ export class Worker {
   private claimAgain = false;
   /** A wake-up arrived while every slot was busy: look for work when one frees up. */
   private missedWake = false;
+  /** Slots held by claims being made (see holdingSlots), counted as taken. */
+  private held = 0;
   private stopping = false;
   private readonly idle = new Set<() => void>();
   readonly metrics = new WorkerMetrics();
@@ -135,7 +137,31 @@ export class Worker {
   }
 
   get freeSlots(): number {
-    return this.stopping ? 0 : this.options.concurrency - this.inflight.size;
+    return this.stopping ? 0 : this.options.concurrency - this.inflight.size - this.held;
+  }
+
+  /**
+   * Runs `claim` with `n` free slots held for what it claims, and adopts (or tracks) what it
+   * claimed inside it: claims made at the same time — the claim loop's, a run's start, a step
+   * control, a completion claiming its successor — then stay within `concurrency` together.
+   */
+  async holdingSlots<T>(n: number, claim: () => Promise<T>): Promise<T> {
+    this.held += n;
+    try {
+      return await claim();
+    } finally {
+      this.held -= n;
+      this.slotsFreed();
+    }
+  }
+
+  /** Only claim here if work was announced while we were full; otherwise NOTIFY (or the
+   *  poll) tells us, and an idle claim would cost a statement per finished chain. */
+  private slotsFreed(): void {
+    if (this.missedWake && !this.stopping && this.freeSlots > 0) {
+      this.missedWake = false;
+      this.wake();
+    }
   }
 
   /** Lease deadline for an attempt claimed now. */
@@ -173,10 +199,13 @@ export class Worker {
           this.missedWake = true;
           break;
         }
-        const now = new Date(this.deps.clock.now());
-        const claimed = await claimQueued(this.deps.db, { workerId: this.id, now, leaseUntil: this.leaseUntil(), limit });
-        const snapshots = await this.snapshotsFor(claimed);
-        for (const c of claimed) this.adopt(c, snapshots.get(`${c.runId}/${c.stepId}`));
+        const claimed = await this.holdingSlots(limit, async () => {
+          const now = new Date(this.deps.clock.now());
+          const claims = await claimQueued(this.deps.db, { workerId: this.id, now, leaseUntil: this.leaseUntil(), limit });
+          const snapshots = await this.snapshotsFor(claims);
+          for (const c of claims) this.adopt(c, snapshots.get(`${c.runId}/${c.stepId}`));
+          return claims;
+        });
         if (claimed.length === limit) this.claimAgain = true;
       } while (this.claimAgain && !this.stopping);
     } catch (error) {
@@ -211,20 +240,19 @@ export class Worker {
       const started = this.deps.clock.now();
       const outcome = await this.execute(current, entry.controller);
       this.inflight.delete(key(current));
-      ({ claimed: current, snapshot } = await this.finish(current, outcome, this.deps.clock.now() - started, snapshot));
-      if (current) {
-        this.track(current);
-        this.metrics.claimed++;
-        this.metrics.claimLatency.observe(0);
-      }
+      // The slot stays taken while the completion claims the successor into it.
+      const done: ClaimedStep = current;
+      ({ claimed: current, snapshot } = await this.holdingSlots(1, async () => {
+        const next = await this.finish(done, outcome, this.deps.clock.now() - started, snapshot);
+        if (next.claimed) {
+          this.track(next.claimed);
+          this.metrics.claimed++;
+          this.metrics.claimLatency.observe(0);
+        }
+        return next;
+      }));
     }
     if (this.inflight.size === 0) for (const resolve of this.idle) resolve();
-    // Only claim here if work was announced while we were full; otherwise NOTIFY (or the
-    // poll) tells us, and an idle claim would cost a statement per finished chain.
-    if (this.missedWake && !this.stopping) {
-      this.missedWake = false;
-      this.wake();
-    }
   }
 
   private async execute(c: ClaimedStep, controller: AbortController): Promise<AttemptOutcome> {
