@@ -167,7 +167,7 @@ export class Engine {
       idempotencyKey: request.idempotencyKey ?? null, at: new Date(this.clock.now()), mode, status, budgetUsd, provider: request.provider ?? null,
       steps: wf.order.map((id) => ({ stepId: id, refs: wf.steps[id]!.refs })), events, queue, waits, claim,
     });
-    const started = !worker || claimId === undefined ? await start(undefined) : await worker.holdingSlots(1, async () => {
+    const started = !worker || claimId === undefined ? await start(undefined) : await worker.holdingSlot(async () => {
       // A root alone in flight can complete quickly: it needs the states it will decide from.
       const states = snapshotWorthReading(mode, state, claimId, budgetUsd);
       const s = await start({ stepId: claimId, workerId: worker.id, leaseUntil: worker.leaseUntil(), states });
@@ -315,7 +315,7 @@ export class Engine {
         claimFor: worker ? { workerId: worker.id, leaseUntil: worker.leaseUntil() } : undefined,
       }),
     );
-    const result: AdvanceResult = !worker ? await step() : await worker.holdingSlots(1, async () => {
+    const result: AdvanceResult = !worker ? await step() : await worker.holdingSlot(async () => {
       const r = await step();
       if (r.claimed) worker.adopt(r.claimed, r.snapshot);
       return r;

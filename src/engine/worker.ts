@@ -75,7 +75,7 @@ export class Worker {
   private claimAgain = false;
   /** A wake-up arrived while every slot was busy: look for work when one frees up. */
   private missedWake = false;
-  /** Slots held by claims being made (see holdingSlots), counted as taken. */
+  /** Slots held by claims being made (see holdingSlot), counted as taken. */
   private held = 0;
   private stopping = false;
   private readonly idle = new Set<() => void>();
@@ -141,23 +141,23 @@ export class Worker {
   }
 
   /**
-   * Runs `claim` with `n` free slots held for what it claims, and adopts (or tracks) what it
-   * claimed inside it: claims made at the same time — the claim loop's, a run's start, a step
-   * control, a completion claiming its successor — then stay within `concurrency` together.
+   * Runs `claim` (a run's start, a step control) with one free slot held for what it claims,
+   * which it adopts before returning: claims made at the same time — these, the claim loop's,
+   * a completion claiming its successor — then stay within `concurrency` together.
    */
-  async holdingSlots<T>(n: number, claim: () => Promise<T>): Promise<T> {
-    this.held += n;
+  async holdingSlot<T>(claim: () => Promise<T>): Promise<T> {
+    this.held++;
     try {
       return await claim();
     } finally {
-      this.held -= n;
-      this.slotsFreed();
+      this.held--;
+      this.slotFreed();
     }
   }
 
   /** Only claim here if work was announced while we were full; otherwise NOTIFY (or the
    *  poll) tells us, and an idle claim would cost a statement per finished chain. */
-  private slotsFreed(): void {
+  private slotFreed(): void {
     if (this.missedWake && !this.stopping && this.freeSlots > 0) {
       this.missedWake = false;
       this.wake();
@@ -199,13 +199,16 @@ export class Worker {
           this.missedWake = true;
           break;
         }
-        const claimed = await this.holdingSlots(limit, async () => {
+        this.held += limit;
+        let claimed: ClaimedStep[];
+        try {
           const now = new Date(this.deps.clock.now());
-          const claims = await claimQueued(this.deps.db, { workerId: this.id, now, leaseUntil: this.leaseUntil(), limit });
-          const snapshots = await this.snapshotsFor(claims);
-          for (const c of claims) this.adopt(c, snapshots.get(`${c.runId}/${c.stepId}`));
-          return claims;
-        });
+          claimed = await claimQueued(this.deps.db, { workerId: this.id, now, leaseUntil: this.leaseUntil(), limit });
+          const snapshots = await this.snapshotsFor(claimed);
+          for (const c of claimed) this.adopt(c, snapshots.get(`${c.runId}/${c.stepId}`));
+        } finally {
+          this.held -= limit;
+        }
         if (claimed.length === limit) this.claimAgain = true;
       } while (this.claimAgain && !this.stopping);
     } catch (error) {
@@ -240,19 +243,20 @@ export class Worker {
       const started = this.deps.clock.now();
       const outcome = await this.execute(current, entry.controller);
       this.inflight.delete(key(current));
-      // The slot stays taken while the completion claims the successor into it.
-      const done: ClaimedStep = current;
-      ({ claimed: current, snapshot } = await this.holdingSlots(1, async () => {
-        const next = await this.finish(done, outcome, this.deps.clock.now() - started, snapshot);
-        if (next.claimed) {
-          this.track(next.claimed);
+      this.held++; // the slot stays taken while the completion claims the successor into it
+      try {
+        ({ claimed: current, snapshot } = await this.finish(current, outcome, this.deps.clock.now() - started, snapshot));
+        if (current) {
+          this.track(current);
           this.metrics.claimed++;
           this.metrics.claimLatency.observe(0);
         }
-        return next;
-      }));
+      } finally {
+        this.held--;
+      }
     }
     if (this.inflight.size === 0) for (const resolve of this.idle) resolve();
+    this.slotFreed();
   }
 
   private async execute(c: ClaimedStep, controller: AbortController): Promise<AttemptOutcome> {
