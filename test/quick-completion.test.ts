@@ -153,7 +153,7 @@ for (const backend of BACKENDS) {
       assert.deepEqual(types.slice(-2), ['b:step_succeeded', '-:run_succeeded']);
     });
 
-    void test('a run claimed from the queue: its states are read once after the claim, and its steps complete quickly', async (t) => {
+    void test('a run claimed from the queue: its states come with the claim (no other read), and its steps complete quickly', async (t) => {
       const raw = await openTestDb(backend, t);
       if (!raw) return;
       const enqueuer = new Engine({ db: raw, worker: false });
@@ -235,6 +235,7 @@ for (const backend of BACKENDS) {
       const runId = await launch(engine, CHAIN);
       const [a] = await claimQueued(db, { workerId: 'w1', now: new Date(), leaseUntil: lease(), limit: 1 });
       const current = (await readRunSnapshot(db, runId))!;
+      assert.equal(a!.statesText, current.statesText, 'the claim rendered the states as they read once it is in');
       // Held states that no longer match (as after another worker's write): same steps, other text.
       const held = { ...current, statesText: `${current.statesText} ` };
       const first = new Date(Date.now() - 1000);
@@ -256,6 +257,7 @@ for (const backend of BACKENDS) {
       const claimed = await claimQueued(db, { workerId: 'w1', now: new Date(), leaseUntil: lease(), limit: 2 });
       const x = claimed.find((c) => c.runId === fan && c.stepId === 'x')!;
       assert.ok(claimed.some((c) => c.runId === fan && c.stepId === 'y'));
+      assert.deepEqual(claimed.map((c) => c.statesText), [null, null], 'siblings claimed together: neither is alone in flight');
       const before = await rowCounts(db, fan);
       const fanSnapshot = (await readRunSnapshot(db, fan))!;
       assert.equal(await completeSucceeded(db, deps, x, fanSnapshot, { ...success, events: [] }), undefined);

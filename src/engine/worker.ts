@@ -17,8 +17,8 @@ import { randomUUID } from 'node:crypto';
 import { WeftError, toErrorRecord } from '../core/errors.ts';
 import { evaluateExpression, resolveBindings } from '../core/expressions.ts';
 import { transactionWithRetry, type Db } from '../store/db.ts';
-import { claimQueued, expireLease, expireOwnLeases, findExpiredLeases, heartbeat, type ClaimedStep, type HeldLease } from '../store/step-runs.ts';
-import { readSnapshotsForClaims, type RunSnapshot } from '../store/quick-completion.ts';
+import { claimQueued, expireLease, expireOwnLeases, findExpiredLeases, heartbeat, type ClaimedStep, type HeldLease, type QueueClaim } from '../store/step-runs.ts';
+import { runningSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
 import { isTruthy } from '../steps/condition.ts';
 import { executors } from '../steps/registry.ts';
 import type { StepResult, StepSettings } from '../steps/types.ts';
@@ -200,12 +200,11 @@ export class Worker {
           break;
         }
         this.held += limit;
-        let claimed: ClaimedStep[];
+        let claimed: QueueClaim[];
         try {
           const now = new Date(this.deps.clock.now());
           claimed = await claimQueued(this.deps.db, { workerId: this.id, now, leaseUntil: this.leaseUntil(), limit });
-          const snapshots = await this.snapshotsFor(claimed);
-          for (const c of claimed) this.adopt(c, snapshots.get(`${c.runId}/${c.stepId}`));
+          for (const c of claimed) this.adopt(c, c.statesText === null ? undefined : runningSnapshot(c.statesText));
         } finally {
           this.held -= limit;
         }
@@ -215,16 +214,6 @@ export class Worker {
       this.deps.log.error('claim failed', { worker: this.id, error: toErrorRecord(error) });
     } finally {
       this.claiming = false;
-    }
-  }
-
-  /** The states quick completions of these claims decide from; none if the read fails (advance() then). */
-  private async snapshotsFor(claimed: readonly ClaimedStep[]): Promise<Map<string, RunSnapshot>> {
-    try {
-      return await readSnapshotsForClaims(this.deps.db, claimed);
-    } catch (error) {
-      this.deps.log.warn('could not read run states after a claim', { worker: this.id, error: toErrorRecord(error) });
-      return new Map();
     }
   }
 

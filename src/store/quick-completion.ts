@@ -30,29 +30,6 @@ export async function readRunSnapshot(q: Queryable, runId: string): Promise<RunS
   return row ? snapshot(row.status, row.mode, row.states) : undefined;
 }
 
-/**
- * After a claim from the queue: the states of the claimed steps' runs, keyed `run/step`, for
- * those steps that are alone in flight in a running auto-mode run, when another step is still
- * pending or the run has no budget (see snapshotForQuickCompletion) — the ones a quick
- * completion can take. One statement for the whole batch, read after the claim committed;
- * anything that changes later is caught by the comparison under the lock.
- */
-export async function readSnapshotsForClaims(q: Queryable, claims: readonly { runId: string; stepId: string }[]): Promise<Map<string, RunSnapshot>> {
-  const snapshots = new Map<string, RunSnapshot>();
-  if (claims.length === 0) return snapshots;
-  const { rows } = await q.query<{ run_id: string; step_id: string; states: string | null }>(
-    `SELECT x.run_id, x.step_id, weft_step_states(x.run_id) AS states
-     FROM unnest($1::uuid[], $2::text[]) AS x(run_id, step_id)
-     JOIN runs r ON r.id = x.run_id AND r.status = 'running' AND r.mode = 'auto'
-     WHERE NOT EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = x.run_id AND o.step_id <> x.step_id AND o.status IN ('queued', 'running'))
-       AND (r.budget_usd IS NULL
-         OR EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = x.run_id AND o.step_id <> x.step_id AND o.status IN ('pending', 'waiting')))`,
-    [claims.map((c) => c.runId), claims.map((c) => c.stepId)],
-  );
-  for (const r of rows) snapshots.set(`${r.run_id}/${r.step_id}`, runningSnapshot(r.states));
-  return snapshots;
-}
-
 function snapshot(status: RunStatus, mode: RunMode, statesText: string | null): RunSnapshot {
   return { status, mode, statesText: statesText ?? '', steps: parseStepStates(statesText) };
 }

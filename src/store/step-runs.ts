@@ -108,6 +108,21 @@ const CLAIM_RESULT = `
   FROM c JOIN runs r ON r.id = c.run_id`;
 
 /**
+ * A claimed step's run states as a quick completion of it decides from (weft_step_states_claimed,
+ * migration 0010), for a step alone in flight in an auto-mode run with either another step
+ * still to run or no budget (see snapshotForQuickCompletion); null otherwise. In the claiming
+ * statement's snapshot, the step itself still shows as queued.
+ */
+const CLAIM_STATES = `CASE WHEN r.mode = 'auto'
+    AND NOT EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = c.run_id AND o.step_id <> c.step_id AND o.status IN ('queued', 'running'))
+    AND (r.budget_usd IS NULL
+      OR EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = c.run_id AND o.step_id <> c.step_id AND o.status IN ('pending', 'waiting')))
+  THEN weft_step_states_claimed(c.run_id, c.step_id) END AS states`;
+
+/** A step claimed from the queue, with its run's states when it can complete quickly (else null). */
+export type QueueClaim = ClaimedStep & { statesText: string | null };
+
+/**
  * Claims up to `limit` queued steps of running runs, oldest first, with SKIP LOCKED so that
  * concurrent workers never wait on each other or claim the same row; writes each step's
  * `step_started` event in the same statement.
@@ -115,8 +130,8 @@ const CLAIM_RESULT = `
 export async function claimQueued(
   q: Queryable,
   c: { workerId: string; now: Date; leaseUntil: Date; limit: number },
-): Promise<ClaimedStep[]> {
-  const { rows } = await q.query<ClaimRow>(
+): Promise<QueueClaim[]> {
+  const { rows } = await q.query<ClaimRow & { states: string | null }>(
     `WITH c AS (
        UPDATE step_runs s SET status = 'running', attempt = s.attempt + 1, lease_owner = $1,
          lease_expires_at = $3, started_at = $2, finished_at = NULL, duration_ms = NULL
@@ -128,10 +143,10 @@ export async function claimQueued(
      ), e AS (
        INSERT INTO run_events (run_id, step_id, type, attempt, data, created_at)
        SELECT run_id, step_id, 'step_started', attempt, jsonb_build_object('worker', $1::text), $2 FROM c
-     )${CLAIM_RESULT}`,
+     )${CLAIM_RESULT.replace('FROM c JOIN', `, ${CLAIM_STATES} FROM c JOIN`)}`,
     [c.workerId, c.now, c.leaseUntil, c.limit],
   );
-  return rows.map(toClaimed);
+  return rows.map((r) => ({ ...toClaimed(r), statesText: r.states }));
 }
 
 export interface AttemptFence {
