@@ -37,7 +37,7 @@ void test('two processes migrating one PostgreSQL at once: each migration applie
   });
   const [ra, rb] = await Promise.all([migrate(a), migrate(b)]);
   const all = (await loadMigrations()).map((m) => m.id);
-  assert.deepEqual([...ra, ...rb].sort(), all, 'between them, every migration once');
+  assert.deepEqual([...ra, ...rb].sort((x, y) => x - y), all, 'between them, every migration once');
   assert.ok(ra.length === 0 || rb.length === 0, 'one of them found the work done');
   const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${schema}.weft_migrations`);
   assert.equal(rows[0].n, all.length);
