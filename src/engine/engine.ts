@@ -13,7 +13,7 @@ import { decide, initialState, planRetry, type RetryPlan } from '../core/schedul
 import { TERMINAL_RUN, type Random, type RunMode, type RunStatus, type SchedulerEvent, type StepState } from '../core/scheduler-types.ts';
 import { transactionWithRetry, type Db, type Queryable } from '../store/db.ts';
 import type { ApprovalRecord } from '../store/approvals.ts';
-import { startRunRecord, type NewRun } from '../store/run-start.ts';
+import { startRunRecord } from '../store/run-start.ts';
 import { listEvents, type NewEvent, type RunEvent } from '../store/events.ts';
 import { getRun, getRunStatus, type LockedRun, type RunRow, type StepRunRow } from '../store/runs.ts';
 import { loadStepStates, setStepOverrides, type StepStates } from '../store/step-runs.ts';
@@ -24,7 +24,7 @@ import { approvalDecisionRequest, checkApprovalDecision, type ApprovalDecision }
 import { systemClock, type Clock } from './clock.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { VersionCache } from './version-cache.ts';
-import { DEFAULT_WORKER_OPTIONS, Worker, type WorkerOptions } from './worker.ts';
+import { DEFAULT_WORKER_OPTIONS, Worker, type Claiming, type WorkerOptions } from './worker.ts';
 
 export interface EngineOptions {
   db: Db;
@@ -144,35 +144,31 @@ export class Engine {
     if (request.provider !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(request.provider)) {
       throw new WeftError('WEFT_INVALID_INPUTS', 'provider must be a provider name (letters, digits, ".", "_", "-")');
     }
-    const worker = this.worker && this.worker.freeSlots > 0 ? this.worker : undefined;
-
     const { state, commands } = decide(wf, initialState(wf, mode), { type: 'run_started' }, this.random);
     const status = state.status === 'waiting' ? 'waiting' : 'running';
     // Every step is written in the status the decision gives it: the roots queued (or one
     // claimed for this process's worker), or waiting for a trigger in step mode.
     const queued = commands.flatMap((c) => (c.type === 'queue_step' ? [c.stepId] : []));
     const waits = commands.flatMap((c) => (c.type === 'wait_step' ? [c.stepId] : []));
-    const claimId = worker ? queued[0] : undefined;
-    const queue = queued.filter((id) => id !== claimId);
     const budgetUsd = request.budgetUsd ?? null;
-    const events: NewEvent[] = [
-      { stepId: null, type: 'run_created', attempt: null, data: mode === 'step' ? { version_id: request.versionId, mode } : { version_id: request.versionId } },
-      ...(claimId === undefined ? [] : [{ stepId: claimId, type: 'step_started' as const, attempt: 1, data: { worker: worker!.id } }]),
-      ...queue.map((stepId) => ({ stepId, type: 'step_queued' as const, attempt: null, data: {} })),
-      ...waits.map((stepId) => ({ stepId, type: 'step_waiting' as const, attempt: null, data: {} })),
-      ...(status === 'waiting' ? [{ stepId: null, type: 'run_waiting' as const, attempt: null, data: { from: 'created' } }] : []),
-    ];
-    const start = (claim: NewRun['claim']) => startRunRecord(this.db, {
-      id: randomUUID(), versionId: request.versionId, ownerId, inputs, context: wf.definition.context ?? {},
-      idempotencyKey: request.idempotencyKey ?? null, at: new Date(this.clock.now()), mode, status, budgetUsd, provider: request.provider ?? null,
-      steps: wf.order.map((id) => ({ stepId: id, refs: wf.steps[id]!.refs })), events, queue, waits, claim,
-    });
-    const started = !worker || claimId === undefined ? await start(undefined) : await worker.holdingSlot(async () => {
-      // A root alone in flight can complete quickly: it needs the states it will decide from.
-      const states = snapshotWorthReading(mode, state, claimId, budgetUsd);
-      const s = await start({ stepId: claimId, workerId: worker.id, leaseUntil: worker.leaseUntil(), states });
-      if (s.created && s.claimed) worker.adopt(s.claimed, s.snapshot);
-      return s;
+    const started = await this.withClaimSlot((worker) => {
+      const claimId = worker ? queued[0] : undefined;
+      const queue = queued.filter((id) => id !== claimId);
+      const events: NewEvent[] = [
+        { stepId: null, type: 'run_created', attempt: null, data: mode === 'step' ? { version_id: request.versionId, mode } : { version_id: request.versionId } },
+        ...(claimId === undefined ? [] : [{ stepId: claimId, type: 'step_started' as const, attempt: 1, data: { worker: worker!.id } }]),
+        ...queue.map((stepId) => ({ stepId, type: 'step_queued' as const, attempt: null, data: {} })),
+        ...waits.map((stepId) => ({ stepId, type: 'step_waiting' as const, attempt: null, data: {} })),
+        ...(status === 'waiting' ? [{ stepId: null, type: 'run_waiting' as const, attempt: null, data: { from: 'created' } }] : []),
+      ];
+      return startRunRecord(this.db, {
+        id: randomUUID(), versionId: request.versionId, ownerId, inputs, context: wf.definition.context ?? {},
+        idempotencyKey: request.idempotencyKey ?? null, at: new Date(this.clock.now()), mode, status, budgetUsd, provider: request.provider ?? null,
+        steps: wf.order.map((id) => ({ stepId: id, refs: wf.steps[id]!.refs })), events, queue, waits,
+        // A root alone in flight can complete quickly: it needs the states it will decide from.
+        claim: claimId === undefined ? undefined
+          : { stepId: claimId, workerId: worker!.id, leaseUntil: worker!.leaseUntil(), states: snapshotWorthReading(mode, state, claimId, budgetUsd) },
+      });
     });
     return started.runId;
   }
@@ -308,20 +304,23 @@ export class Engine {
 
   /** advance for a step control, claiming a step it readies for this process's worker when it has room. */
   private async controlStep(request: Omit<AdvanceRequest, 'claimFor'>): Promise<RunStatus> {
-    const worker = this.worker && this.worker.freeSlots > 0 ? this.worker : undefined;
-    const step = () => transactionWithRetry(this.db, (tx) =>
+    const result: AdvanceResult = await this.withClaimSlot((worker) => transactionWithRetry(this.db, (tx) =>
       advance(tx, { versions: this.versions, random: this.random }, {
         ...request,
         claimFor: worker ? { workerId: worker.id, leaseUntil: worker.leaseUntil() } : undefined,
       }),
-    );
-    const result: AdvanceResult = !worker ? await step() : await worker.holdingSlot(async () => {
-      const r = await step();
-      if (r.claimed) worker.adopt(r.claimed, r.snapshot);
-      return r;
-    });
+    ));
     if (result.finished) this.finished.emit(request.runId);
     return result.status;
+  }
+
+  /**
+   * A write that may claim a step for this process's worker: given the worker when it has a
+   * free slot, which stays held for the write and takes what it claimed (Worker.claimWith).
+   */
+  private withClaimSlot<T extends Claiming>(write: (worker: Worker | undefined) => Promise<T>): Promise<T> {
+    const worker = this.worker && this.worker.freeSlots > 0 ? this.worker : undefined;
+    return worker ? worker.claimWith(() => write(worker)) : write(undefined);
   }
 
   private async control(runId: string, event: SchedulerEvent, allowedFrom: RunStatus[]): Promise<RunStatus> {

@@ -75,7 +75,7 @@ export class Worker {
   private claimAgain = false;
   /** A wake-up arrived while every slot was busy: look for work when one frees up. */
   private missedWake = false;
-  /** Slots held by claims being made (see holdingSlot), counted as taken. */
+  /** Slots held by claims being made (see claimWith), counted as taken. */
   private held = 0;
   private stopping = false;
   private readonly idle = new Set<() => void>();
@@ -141,14 +141,17 @@ export class Worker {
   }
 
   /**
-   * Runs `claim` (a run's start, a step control) with one free slot held for what it claims,
-   * which it adopts before returning: claims made at the same time — these, the claim loop's,
-   * a completion claiming its successor — then stay within `concurrency` together.
+   * Runs a write that may claim a step for this worker (a run's start, a step control) with a
+   * free slot held for it, and adopts what it claimed before letting the slot go: claims made
+   * at the same time — these, the claim loop's, a completion claiming its successor — then stay
+   * within `concurrency` together.
    */
-  async holdingSlot<T>(claim: () => Promise<T>): Promise<T> {
+  async claimWith<T extends Claiming>(write: () => Promise<T>): Promise<T> {
     this.held++;
     try {
-      return await claim();
+      const result = await write();
+      if (result.claimed) this.adopt(result.claimed, result.snapshot);
+      return result;
     } finally {
       this.held--;
       this.slotFreed();
@@ -170,10 +173,10 @@ export class Worker {
   }
 
   /**
-   * Runs an attempt this worker claimed elsewhere (e.g. when a run starts), and its successors;
-   * with the run's states after the claim when the step may complete quickly (quick-advance.ts).
+   * Runs an attempt claimed for this worker, and its successors; with the run's states after
+   * the claim when the step may complete quickly (quick-advance.ts).
    */
-  adopt(claimed: ClaimedStep, snapshot?: RunSnapshot): void {
+  private adopt(claimed: ClaimedStep, snapshot?: RunSnapshot): void {
     this.track(claimed);
     this.metrics.claimed++;
     this.metrics.claimLatency.observe(Math.max(0, this.deps.clock.now() - claimed.readyAt.getTime()) / 1000);
@@ -415,6 +418,12 @@ export class Worker {
     t.unref();
     this.timers.push(t);
   }
+}
+
+/** What a write claimed for this worker (if anything), and the run's states after it when known. */
+export interface Claiming {
+  claimed?: ClaimedStep | undefined;
+  snapshot?: RunSnapshot | undefined;
 }
 
 /** The successor an attempt's completion claimed, and the run's states after it when known. */

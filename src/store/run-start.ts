@@ -34,13 +34,20 @@ export interface NewRun {
   claim: { stepId: string; workerId: string; leaseUntil: Date; states: boolean } | undefined;
 }
 
-export type StartedRun =
-  | { created: false; runId: string }
-  | { created: true; runId: string; claimed: ClaimedStep | undefined; snapshot: RunSnapshot | undefined };
+/** The run's id (an earlier run's, for a key already used: then nothing was claimed) and the claimed root. */
+export interface StartedRun {
+  runId: string;
+  claimed: ClaimedStep | undefined;
+  snapshot: RunSnapshot | undefined;
+}
 
+/**
+ * The claimed root is read back as stored (inputs and context in jsonb's key order), as a claim
+ * from the queue returns it, so a step sees the same values whichever way it was claimed.
+ */
 export async function startRunRecord(q: Queryable, r: NewRun): Promise<StartedRun> {
-  const { rows } = await q.query<Omit<ClaimRow, 'run_id' | 'step_id'> & { run_id: string | null; created: boolean; step_id: string | null; states: string | null }>(
-    `SELECT o_run_id AS run_id, o_created AS created, o_step_id AS step_id, o_attempt AS attempt, o_attempt_base AS attempt_base,
+  const { rows } = await q.query<Omit<ClaimRow, 'run_id' | 'step_id'> & { run_id: string | null; step_id: string | null; states: string | null }>(
+    `SELECT o_run_id AS run_id, o_step_id AS step_id, o_attempt AS attempt, o_attempt_base AS attempt_base,
        o_overrides AS overrides, o_ready_at AS ready_at, o_version_id AS version_id, o_inputs AS inputs, o_context AS context,
        o_spent_usd AS spent_usd, o_budget_usd AS budget_usd, o_run_provider AS run_provider, o_deps AS deps, o_states AS states
      FROM weft_start_run($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12::text[], $13::jsonb[],
@@ -55,7 +62,7 @@ export async function startRunRecord(q: Queryable, r: NewRun): Promise<StartedRu
   );
   const row = rows[0];
   if (!row?.run_id) throw new Error(`run ${r.id} was not started: no workflow version ${r.versionId}`);
-  if (!row.created) return { created: false, runId: row.run_id };
+  // A key already used returns the other run's id and no step.
   const claimed = row.step_id === null ? undefined : toClaimed({ ...row, run_id: row.run_id, step_id: row.step_id });
-  return { created: true, runId: row.run_id, claimed, snapshot: claimed && r.claim?.states ? runningSnapshot(row.states) : undefined };
+  return { runId: row.run_id, claimed, snapshot: claimed && r.claim?.states ? runningSnapshot(row.states) : undefined };
 }

@@ -57,15 +57,15 @@ export function toClaimed(r: ClaimRow): ClaimedStep {
 export type StepStates = Record<string, StepState>;
 
 /**
- * Every step's state of run $1, as one JSON value. Fenced writes select it in the same
- * statement: the main query reads the statement's snapshot, which does not include the CTE's
- * own update, so the fenced step still shows as 'running' — the state the scheduler expects.
+ * Every step's state of run $1, as one JSON value (weft_step_states, migration 0011). Fenced
+ * writes select it in the same statement: the main query reads the statement's snapshot, which
+ * does not include the CTE's own update, so the fenced step still shows as 'running' — the
+ * state the scheduler expects.
  * `parked` (see StepState) is a pending step whose error is the budget refusal parkAttempt
  * recorded: every other write that makes a step pending clears the error or leaves a
  * failure's (holdStep, after releaseAttempt), so no extra column is needed to tell them apart.
  */
-const STATES = `(SELECT json_agg(json_build_array(step_id, status, attempt, branch, attempt_base,
-  status = 'pending' AND error->>'code' = 'WEFT_BUDGET_EXCEEDED')) FROM step_runs WHERE run_id = $1) AS steps`;
+const STATES = `weft_step_states($1)::json AS steps`;
 
 type StatesJson = [string, StepStatus, number, string | null, number, boolean][] | null;
 
@@ -79,7 +79,7 @@ function toStates(json: StatesJson): StepStates {
   return steps;
 }
 
-/** Step states from weft_step_states' text (migration 0006), which has the STATES fields. */
+/** Step states from weft_step_states' text (migrations 0006, 0011). */
 export function parseStepStates(text: string | null): StepStates {
   return toStates(text === null || text === '' ? null : (JSON.parse(text) as StatesJson));
 }
@@ -108,8 +108,8 @@ const CLAIM_RESULT = `
   FROM c JOIN runs r ON r.id = c.run_id`;
 
 /**
- * A claimed step's run states as a quick completion of it decides from (weft_step_states_claimed,
- * migration 0010), for a step alone in flight in an auto-mode run with either another step
+ * A claimed step's run states as a quick completion of it decides from (weft_step_states with
+ * the claimed step, migration 0011), for a step alone in flight in an auto-mode run with either another step
  * still to run or no budget (see snapshotForQuickCompletion); null otherwise. In the claiming
  * statement's snapshot, the step itself still shows as queued.
  */
@@ -117,7 +117,7 @@ const CLAIM_STATES = `CASE WHEN r.mode = 'auto'
     AND NOT EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = c.run_id AND o.step_id <> c.step_id AND o.status IN ('queued', 'running'))
     AND (r.budget_usd IS NULL
       OR EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = c.run_id AND o.step_id <> c.step_id AND o.status IN ('pending', 'waiting')))
-  THEN weft_step_states_claimed(c.run_id, c.step_id) END AS states`;
+  THEN weft_step_states(c.run_id, c.step_id) END AS states`;
 
 /** A step claimed from the queue, with its run's states when it can complete quickly (else null). */
 export type QueueClaim = ClaimedStep & { statesText: string | null };
