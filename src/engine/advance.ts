@@ -69,7 +69,7 @@ export async function advance(tx: Queryable, deps: AdvanceDeps, req: AdvanceRequ
   const state: RunState = locked.mode === 'step' ? { status: locked.status, steps, mode: locked.mode } : { status: locked.status, steps };
   const decision = decide(wf, state, req.event, deps.random);
   req.check?.(decision, wf, state);
-  const result = await applyCommands(tx, wf, req, decision, locked, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
+  const result = await applyCommands(tx, wf, { ...req, at: locked.at }, decision, locked, (stepId) => (steps[stepId]?.attempt ?? 0) + 1);
   const retried = decision.commands.some((c) => c.type === 'retry_step' || c.type === 'hold_step');
   const snapshot = result.claimed && (await snapshotForQuickCompletion(tx, locked.mode, decision.state, result.claimed));
   return { status: decision.state.status, retried, ...result, ...(snapshot ? { snapshot } : {}) };

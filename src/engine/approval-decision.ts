@@ -69,9 +69,9 @@ export function approvalDecisionRequest(
             details: { spent_usd: run.spentUsd, budget_usd: d.budgetUsd },
           });
         }
-        await setRunBudget(tx, runId, d.budgetUsd, at);
+        await setRunBudget(tx, runId, d.budgetUsd, run.at);
       }
-      const row = await decideApprovalRow(tx, { runId, approvalId, status: approve ? 'approved' : 'rejected', by: d.by, comment: d.comment ?? null, at });
+      const row = await decideApprovalRow(tx, { runId, approvalId, status: approve ? 'approved' : 'rejected', by: d.by, comment: d.comment ?? null, at: run.at });
       if (!row) throw new WeftError('WEFT_INTERNAL', `approval ${approvalId} stopped being pending under its row lock`);
       decided.approval = row;
       events.push({

@@ -37,10 +37,10 @@ export function outcomeRequest(workerId: string, c: ClaimedStep, outcome: Exclud
       runId: c.runId, at,
       event: { type: 'step_succeeded', stepId: c.stepId, branch },
       ...(usage ? { usage } : {}),
-      fence: async (tx) => {
+      fence: async (tx, run) => {
         // Inside the fence's transaction: a stale attempt's files roll back with it.
-        if (result.files?.length) await insertRunFiles(tx, c.runId, c.stepId, result.files, at);
-        return completeAttempt(tx, { ...fence, output: outcome.output, branch, at, durationMs, usage: attemptUsageOf(result) });
+        if (result.files?.length) await insertRunFiles(tx, c.runId, c.stepId, result.files, run.at);
+        return completeAttempt(tx, { ...fence, output: outcome.output, branch, at: run.at, durationMs, usage: attemptUsageOf(result) });
       },
       events: [successEvent(c, result, durationMs)],
     };
@@ -52,7 +52,7 @@ export function outcomeRequest(workerId: string, c: ClaimedStep, outcome: Exclud
     : { type: 'step_guard_false', stepId: c.stepId };
   return {
     runId: c.runId, at, event,
-    fence: (tx) => releaseAttempt(tx, { ...fence, error, at, durationMs }),
+    fence: (tx, run) => releaseAttempt(tx, { ...fence, error, at: run.at, durationMs }),
     events: outcome.kind === 'failed' ? [attemptEvent(c, 'step_attempt_failed', { duration_ms: durationMs, error: outcome.error })] : [],
   };
 }

@@ -52,11 +52,11 @@ export function budgetHoldRequest(
     events,
     fence: async (tx, run) => {
       events.length = 0; // transactionWithRetry may run this again after a serialization failure
-      const steps = await parkAttempt(tx, { ...fence, error: toErrorRecord(error), at, durationMs });
+      const steps = await parkAttempt(tx, { ...fence, error: toErrorRecord(error), at: run.at, durationMs });
       if (!steps) return undefined;
       const budgetUsd = run.budgetUsd ?? refusal.budgetUsd;
       const { approval, reused } = await openBudgetApproval(tx, {
-        id: randomUUID(), runId: c.runId, stepId: c.stepId, estimateUsd: refusal.estimateUsd, spentUsd: run.spentUsd, budgetUsd, at,
+        id: randomUUID(), runId: c.runId, stepId: c.stepId, estimateUsd: refusal.estimateUsd, spentUsd: run.spentUsd, budgetUsd, at: run.at,
       });
       events.push({
         stepId: c.stepId, type: 'approval_requested', attempt: c.attempt,

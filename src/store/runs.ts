@@ -17,6 +17,13 @@ export interface LockedRun {
   /** What the run has spent (USD), this request's usage included, and its budget_usd (null: none). */
   spentUsd: number;
   budgetUsd: number | null;
+  /**
+   * The time this transaction records its writes at: the request's time, or the run's last
+   * recorded time when that is later. Two advances of one run may take their times before
+   * either holds the lock and get it in the other order; without this the second could start a
+   * join step before the first recorded its dependency finishing. A run's clock never goes back.
+   */
+  at: Date;
 }
 
 /**
@@ -32,17 +39,17 @@ export interface LockedRun {
  * join would never be scheduled — seen on PostgreSQL, not on single-connection PGlite).
  */
 export async function lockRun(q: Queryable, runId: string, at: Date, usage?: UsageDelta): Promise<LockedRun | undefined> {
-  const { rows } = await q.query<{ status: RunStatus; version_id: string; mode: RunMode; spent_usd: number; budget_usd: number | null }>(
-    `UPDATE runs SET updated_at = $2,
+  const { rows } = await q.query<{ status: RunStatus; version_id: string; mode: RunMode; spent_usd: number; budget_usd: number | null; at: Date }>(
+    `UPDATE runs SET updated_at = GREATEST(updated_at, $2),
        tokens_in = tokens_in + $3, tokens_out = tokens_out + $4, cost_usd = cost_usd + $5, simulated = simulated OR $6
      WHERE id = $1
-     RETURNING status, version_id, mode, cost_usd::float8 AS spent_usd, budget_usd::float8 AS budget_usd`,
+     RETURNING status, version_id, mode, cost_usd::float8 AS spent_usd, budget_usd::float8 AS budget_usd, updated_at AS at`,
     [runId, at, usage?.tokensIn ?? 0, usage?.tokensOut ?? 0, usage?.costUsd ?? 0, usage?.simulated ?? false],
   );
   const row = rows[0];
   return row && {
     status: row.status, versionId: row.version_id, mode: row.mode,
-    spentUsd: Number(row.spent_usd), budgetUsd: row.budget_usd === null ? null : Number(row.budget_usd),
+    spentUsd: Number(row.spent_usd), budgetUsd: row.budget_usd === null ? null : Number(row.budget_usd), at: row.at,
   };
 }
 
