@@ -24,6 +24,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import fc from 'fast-check';
 import type { TriggerRule } from '../src/core/definition-schema.ts';
 import { WeftError, type ErrorRecord } from '../src/core/errors.ts';
@@ -1035,19 +1036,29 @@ void test('queue model: random claims, heartbeats, completions, crashes, sweeps 
 // ---------------------------------------------------------------------------------------
 // The test can fail: the same property against copies of the fences with one condition removed.
 
-const MUTANTS: (Omit<Mutation, 'hits'> & { name: string })[] = [
+/** weft_claim_queued as migration 0012 creates it, renamed, without its check of the run's status. */
+async function brokenClaimFunction(): Promise<string> {
+  const sql = await readFile(new URL('../src/store/migrations/0012_claim_in_index_order.sql', import.meta.url), 'utf8');
+  const check = `AND (SELECT r.status FROM runs r WHERE r.id = q.run_id) = 'running'`;
+  assert.ok(sql.includes(check) && sql.includes('CREATE FUNCTION weft_claim_queued('), 'the mutant no longer applies to migration 0012');
+  return sql.replace('CREATE FUNCTION weft_claim_queued(', 'CREATE FUNCTION weft_claim_queued_mutant(').replace(check, '');
+}
+
+const MUTANTS: (Omit<Mutation, 'hits'> & { name: string; setup?: () => Promise<string> })[] = [
   { name: 'completeAttempt ignores the lease owner', target: 'complete', from: 'AND lease_owner = $4', to: 'AND $4::text IS NOT NULL' },
   { name: 'completeAttempt ignores the attempt', target: 'complete', from: 'AND attempt = $3', to: 'AND $3::int IS NOT NULL' },
   { name: 'releaseAttempt ignores the lease owner', target: 'release', from: 'AND lease_owner = $4', to: 'AND $4::text IS NOT NULL' },
   { name: 'expireLease does not re-check the expiry (a late heartbeat loses)', target: 'expire', from: 'AND lease_expires_at < $4', to: 'AND $4::timestamptz IS NOT NULL' },
   { name: 'heartbeat ignores the lease owner', target: 'heartbeat', from: 'AND s.lease_owner = $1', to: 'AND $1::text IS NOT NULL' },
-  { name: 'claimQueued ignores the run status', target: 'claim', from: `AND r.status = 'running'`, to: '' },
+  // The claim's conditions live in weft_claim_queued (migration 0012): the mutant calls a broken copy of it.
+  { name: 'claimQueued ignores the run status', target: 'claim', from: 'weft_claim_queued(', to: 'weft_claim_queued_mutant(', setup: brokenClaimFunction },
   { name: 'expireLease leaves the lease owner on the requeued step', target: 'expire', from: 'SET lease_owner = NULL, lease_expires_at = NULL,', to: 'SET lease_expires_at = NULL,' },
 ];
 
 for (const mutant of MUTANTS) {
   void test(`sanity: the property catches a broken fence — ${mutant.name}`, async (t) => {
     const sim = await openSim(t);
+    if (mutant.setup) await sim.db.query(await mutant.setup());
     sim.mutation = { ...mutant, hits: 0 };
     const details = await fc.check(queueProperty(sim), { numRuns: 200, endOnFailure: true });
     assert.ok(sim.mutation.hits > 0, 'the broken SQL was never executed');

@@ -124,8 +124,9 @@ export type QueueClaim = ClaimedStep & { statesText: string | null };
 
 /**
  * Claims up to `limit` queued steps of running runs, oldest first, with SKIP LOCKED so that
- * concurrent workers never wait on each other or claim the same row; writes each step's
- * `step_started` event in the same statement.
+ * concurrent workers never wait on each other or claim the same row (weft_claim_queued,
+ * migration 0012, which reads the claimable index in order whatever the statistics say);
+ * writes each step's `step_started` event in the same statement.
  */
 export async function claimQueued(
   q: Queryable,
@@ -133,13 +134,9 @@ export async function claimQueued(
 ): Promise<QueueClaim[]> {
   const { rows } = await q.query<ClaimRow & { states: string | null }>(
     `WITH c AS (
-       UPDATE step_runs s SET status = 'running', attempt = s.attempt + 1, lease_owner = $1,
-         lease_expires_at = $3, started_at = $2, finished_at = NULL, duration_ms = NULL
-       FROM (SELECT q.run_id, q.step_id FROM step_runs q JOIN runs r ON r.id = q.run_id
-             WHERE q.status = 'queued' AND q.available_at <= $2 AND r.status = 'running'
-             ORDER BY q.available_at LIMIT $4 FOR UPDATE OF q SKIP LOCKED) pick
-       WHERE s.run_id = pick.run_id AND s.step_id = pick.step_id
-       RETURNING s.run_id, s.step_id, s.attempt, s.attempt_base, s.overrides, s.refs, s.available_at
+       SELECT o_run_id AS run_id, o_step_id AS step_id, o_attempt AS attempt, o_attempt_base AS attempt_base,
+         o_overrides AS overrides, o_refs AS refs, o_available_at AS available_at
+       FROM weft_claim_queued($1, $2, $3, $4)
      ), e AS (
        INSERT INTO run_events (run_id, step_id, type, attempt, data, created_at)
        SELECT run_id, step_id, 'step_started', attempt, jsonb_build_object('worker', $1::text), $2 FROM c
