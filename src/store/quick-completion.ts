@@ -8,7 +8,7 @@ import { WeftError } from '../core/errors.ts';
 import type { RunMode, RunStatus } from '../core/scheduler-types.ts';
 import { sqlState, type Queryable } from './db.ts';
 import type { NewEvent } from './events.ts';
-import { parseStepStates, toClaimed, type AttemptFence, type AttemptUsage, type ClaimRow, type ClaimedStep, type StepStates } from './step-runs.ts';
+import { CLAIM_COLUMNS, parseStepStates, toClaimed, type AttemptFence, type AttemptUsage, type ClaimRow, type ClaimedStep, type StepStates } from './step-runs.ts';
 import { runFinishValues, type RunFinish, type UsageDelta } from './runs.ts';
 
 /** A run's state as a quick completion decides from it. */
@@ -71,9 +71,7 @@ export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise
   let rows: (ClaimRow & { states: string })[];
   try {
     ({ rows } = await q.query<ClaimRow & { states: string }>(
-      `SELECT o_run_id AS run_id, o_step_id AS step_id, o_attempt AS attempt, o_attempt_base AS attempt_base, o_overrides AS overrides,
-         o_ready_at AS ready_at, o_version_id AS version_id, o_inputs AS inputs, o_context AS context, o_spent_usd AS spent_usd,
-         o_budget_usd AS budget_usd, o_run_provider AS run_provider, o_deps AS deps, o_states AS states
+      `SELECT ${CLAIM_COLUMNS}
        FROM weft_complete_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17, $18,
          $19::text[], $20::text[], $21::int[], $22::jsonb[], $23::text[], $24::text[], $25::text[], $26, $27,
          $28, $29::jsonb, $30::jsonb)`,

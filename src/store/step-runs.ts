@@ -107,40 +107,30 @@ const CLAIM_RESULT = `
      WHERE a.run_id = c.run_id AND a.step_id = ANY(c.refs) AND a.name = 'output' AND a.is_latest) AS deps
   FROM c JOIN runs r ON r.id = c.run_id`;
 
-/**
- * A claimed step's run states as a quick completion of it decides from (weft_step_states with
- * the claimed step, migration 0011), for a step alone in flight in an auto-mode run with either another step
- * still to run or no budget (see snapshotForQuickCompletion); null otherwise. In the claiming
- * statement's snapshot, the step itself still shows as queued.
- */
-const CLAIM_STATES = `CASE WHEN r.mode = 'auto'
-    AND NOT EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = c.run_id AND o.step_id <> c.step_id AND o.status IN ('queued', 'running'))
-    AND (r.budget_usd IS NULL
-      OR EXISTS (SELECT 1 FROM step_runs o WHERE o.run_id = c.run_id AND o.step_id <> c.step_id AND o.status IN ('pending', 'waiting')))
-  THEN weft_step_states(c.run_id, c.step_id) END AS states`;
+/** The columns of a claim as the SQL functions return them (weft_claim_queued, weft_complete_attempt), as ClaimRow names them, and states. */
+export const CLAIM_COLUMNS = `o_run_id AS run_id, o_step_id AS step_id, o_attempt AS attempt, o_attempt_base AS attempt_base, o_overrides AS overrides,
+  o_ready_at AS ready_at, o_version_id AS version_id, o_inputs AS inputs, o_context AS context, o_spent_usd AS spent_usd,
+  o_budget_usd AS budget_usd, o_run_provider AS run_provider, o_deps AS deps, o_states AS states`;
 
 /** A step claimed from the queue, with its run's states when it can complete quickly (else null). */
 export type QueueClaim = ClaimedStep & { statesText: string | null };
 
 /**
  * Claims up to `limit` queued steps of running runs, oldest first, with SKIP LOCKED so that
- * concurrent workers never wait on each other or claim the same row (weft_claim_queued,
- * migration 0012, which reads the claimable index in order whatever the statistics say);
- * writes each step's `step_started` event in the same statement.
+ * concurrent workers never wait on each other or claim the same row, and writes each step's
+ * `step_started` event — one statement, weft_claim_queued (migration 0012), which reads the
+ * claimable index in order whatever the statistics say. Each claim comes with what
+ * CLAIM_RESULT returns and, for a step alone in flight in an auto-mode run with either another
+ * step still to run or no budget (see snapshotForQuickCompletion), the run's states as a quick
+ * completion of it decides from (weft_step_states with the claimed step: in the claiming
+ * statement's snapshot the step itself still shows as queued); null otherwise.
  */
 export async function claimQueued(
   q: Queryable,
   c: { workerId: string; now: Date; leaseUntil: Date; limit: number },
 ): Promise<QueueClaim[]> {
   const { rows } = await q.query<ClaimRow & { states: string | null }>(
-    `WITH c AS (
-       SELECT o_run_id AS run_id, o_step_id AS step_id, o_attempt AS attempt, o_attempt_base AS attempt_base,
-         o_overrides AS overrides, o_refs AS refs, o_available_at AS available_at
-       FROM weft_claim_queued($1, $2, $3, $4)
-     ), e AS (
-       INSERT INTO run_events (run_id, step_id, type, attempt, data, created_at)
-       SELECT run_id, step_id, 'step_started', attempt, jsonb_build_object('worker', $1::text), $2 FROM c
-     )${CLAIM_RESULT.replace('FROM c JOIN', `, ${CLAIM_STATES} FROM c JOIN`)}`,
+    `SELECT ${CLAIM_COLUMNS} FROM weft_claim_queued($1, $2, $3, $4)`,
     [c.workerId, c.now, c.leaseUntil, c.limit],
   );
   return rows.map((r) => ({ ...toClaimed(r), statesText: r.states }));
