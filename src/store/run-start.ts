@@ -7,7 +7,7 @@ import type { RunMode } from '../core/scheduler-types.ts';
 import type { Queryable } from './db.ts';
 import type { NewEvent } from './events.ts';
 import { runningSnapshot, type RunSnapshot } from './quick-completion.ts';
-import { toClaimed, type ClaimRow, type ClaimedStep } from './step-runs.ts';
+import { CLAIM_COLUMNS, toClaimed, type ClaimRow, type ClaimedStep } from './step-runs.ts';
 
 export interface NewRun {
   id: string;
@@ -47,9 +47,7 @@ export interface StartedRun {
  */
 export async function startRunRecord(q: Queryable, r: NewRun): Promise<StartedRun> {
   const { rows } = await q.query<Omit<ClaimRow, 'run_id' | 'step_id'> & { run_id: string | null; step_id: string | null; states: string | null }>(
-    `SELECT o_run_id AS run_id, o_step_id AS step_id, o_attempt AS attempt, o_attempt_base AS attempt_base,
-       o_overrides AS overrides, o_ready_at AS ready_at, o_version_id AS version_id, o_inputs AS inputs, o_context AS context,
-       o_spent_usd AS spent_usd, o_budget_usd AS budget_usd, o_run_provider AS run_provider, o_deps AS deps, o_states AS states
+    `SELECT ${CLAIM_COLUMNS}
      FROM weft_start_run($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12::text[], $13::jsonb[],
        $14::text[], $15::text[], $16::int[], $17::jsonb[], $18::text[], $19::text[], $20, $21, $22, $23)`,
     [

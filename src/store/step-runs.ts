@@ -107,7 +107,7 @@ const CLAIM_RESULT = `
      WHERE a.run_id = c.run_id AND a.step_id = ANY(c.refs) AND a.name = 'output' AND a.is_latest) AS deps
   FROM c JOIN runs r ON r.id = c.run_id`;
 
-/** The columns of a claim as the SQL functions return them (weft_claim_queued, weft_complete_attempt), as ClaimRow names them, and states. */
+/** The columns of a claim as the SQL functions return them (weft_claim_queued, weft_complete_attempt, weft_start_run), named as in ClaimRow, and the run's states. */
 export const CLAIM_COLUMNS = `o_run_id AS run_id, o_step_id AS step_id, o_attempt AS attempt, o_attempt_base AS attempt_base, o_overrides AS overrides,
   o_ready_at AS ready_at, o_version_id AS version_id, o_inputs AS inputs, o_context AS context, o_spent_usd AS spent_usd,
   o_budget_usd AS budget_usd, o_run_provider AS run_provider, o_deps AS deps, o_states AS states`;
