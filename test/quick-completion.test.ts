@@ -9,8 +9,7 @@ import { Engine } from '../src/engine/engine.ts';
 import { completeSucceeded, type QuickSuccess } from '../src/engine/quick-advance.ts';
 import { VersionCache } from '../src/engine/version-cache.ts';
 import type { Db, Queryable } from '../src/store/db.ts';
-import { completeQuickly, completeQuicklyMany, readRunSnapshot, StaleSnapshot, type BatchOutcome, type QuickCompletion } from '../src/store/quick-completion.ts';
-import { CompletionBatcher } from '../src/engine/completion-batcher.ts';
+import { completeQuickly, readRunSnapshot, StaleSnapshot, type QuickCompletion } from '../src/store/quick-completion.ts';
 import { claimQueued } from '../src/store/step-runs.ts';
 import { BACKENDS, closeTemplates, openTestDb, type Backend } from './helpers/db.ts';
 import { FAST_WORKER, launch, testEngine } from './helpers/engine.ts';
@@ -225,60 +224,6 @@ for (const backend of BACKENDS) {
       assert.ok(refusedPaused instanceof StaleSnapshot);
       assert.equal(refusedPaused.current.status, 'paused');
       assert.deepEqual(await rowCounts(db, runId), beforePause, 'nothing written in a paused run');
-    });
-
-    void test('a batch of completions (migration 0013): each item as completeQuickly would answer it, a stale or fenced-out one refused alone', async (t) => {
-      const ctx = await testEngine(backend, t, { worker: false });
-      if (!ctx) return;
-      const { db, engine } = ctx;
-      const runs = [await launch(engine, CHAIN), await launch(engine, CHAIN), await launch(engine, CHAIN), await launch(engine, CHAIN)];
-      const now = new Date();
-      const leaseUntil = new Date(now.getTime() + 60_000);
-      assert.equal((await claimQueued(db, { workerId: 'w1', now, leaseUntil, limit: 4 })).length, 4);
-      const completionOf = async (runId: string): Promise<QuickCompletion> => ({
-        runId, stepId: 'a', attempt: 1, workerId: 'w1', expected: (await readRunSnapshot(db, runId))!, at: new Date(now.getTime() + 10),
-        output: 1, branch: null, durationMs: 10, usage: undefined, runUsage: { tokensIn: 5, tokensOut: 0, costUsd: 0, simulated: false },
-        events: [{ stepId: 'a', type: 'step_succeeded', attempt: 1, data: {} }, { stepId: 'b', type: 'step_started', attempt: 1, data: { worker: 'w1' } }],
-        queue: [], skips: [], claim: { stepId: 'b', leaseUntil }, finish: undefined,
-      });
-      // Given in descending run-id order: the function gets them sorted, the answers come back in this order.
-      const [good, stale, lost, alone] = [...runs].sort().reverse() as [string, string, string, string];
-      const items = [
-        await completionOf(good),
-        { ...(await completionOf(stale)), expected: { ...(await completionOf(stale)).expected, statesText: '[]' } },
-        { ...(await completionOf(lost)), workerId: 'w2' },
-      ];
-      const before = { stale: await rowCounts(db, stale), lost: await rowCounts(db, lost) };
-      const outcomes = await completeQuicklyMany(db, items);
-      assert.equal(outcomes.length, 3);
-      const [ok, refusedStale, refusedLost] = outcomes as [BatchOutcome, BatchOutcome, BatchOutcome];
-      assert.ok(ok.ok && ok.value, 'the good item completed');
-      assert.equal(ok.value.claimed.runId, good);
-      assert.equal(ok.value.claimed.stepId, 'b');
-      assert.deepEqual(ok.value.claimed.deps, { a: 1 }, 'the successor reads the output just stored');
-      assert.equal(ok.value.snapshot.statesText, (await readRunSnapshot(db, good))!.statesText, 'the states after the write');
-      assert.ok(!refusedStale.ok && refusedStale.error instanceof StaleSnapshot, 'the stale item is refused');
-      assert.equal(refusedStale.error.current.statesText, (await readRunSnapshot(db, stale))!.statesText, 'with the states under the lock');
-      assert.ok(!refusedLost.ok && (refusedLost.error as { code?: string }).code === 'WEFT_LEASE_LOST', 'the fenced-out item is refused');
-      assert.deepEqual({ stale: await rowCounts(db, stale), lost: await rowCounts(db, lost) }, before, 'refused items wrote nothing');
-
-      // The batcher: one completion in flight, the ones that arrive meanwhile go together.
-      const { db: counted, counts } = counting(db);
-      let batches = 0;
-      const watched: Queryable = { query: (text, params) => ((batches += text.includes('weft_complete_attempts(') ? 1 : 0), counted.query(text, params)) };
-      const batcher = new CompletionBatcher(watched, 1);
-      const again = await completionOf(alone);
-      const retried = await completionOf(stale);
-      const [first, second, third] = await Promise.all([
-        batcher.complete(again),
-        batcher.complete(retried),
-        batcher.complete({ ...again, workerId: 'w2' }).catch((e: unknown) => e),
-      ]);
-      assert.equal(counts.quick, 1, 'the first went alone');
-      assert.equal(batches, 1, 'the two that waited went in one statement');
-      assert.equal(first?.claimed.stepId, 'b');
-      assert.equal(second?.claimed.runId, stale);
-      assert.ok(third instanceof StaleSnapshot, 'a second completion of the first one\'s attempt finds the run moved on');
     });
 
     void test('the worker decides again from the states a stale answer carries, with a later time; a step with live siblings goes through advance', async (t) => {

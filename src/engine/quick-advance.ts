@@ -19,7 +19,7 @@ import { decide } from '../core/scheduler.ts';
 import type { SchedulerCommand } from '../core/scheduler-types.ts';
 import type { Db } from '../store/db.ts';
 import type { NewEvent } from '../store/events.ts';
-import { completeQuickly, StaleSnapshot, type QuickCompleted, type QuickCompletion, type RunSnapshot } from '../store/quick-completion.ts';
+import { completeQuickly, StaleSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
 import type { RunFinish, UsageDelta } from '../store/runs.ts';
 import type { AttemptUsage, ClaimedStep } from '../store/step-runs.ts';
 import { aloneInFlight, evaluateOutputBindings, finishEvent, isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
@@ -51,7 +51,6 @@ export async function completeSucceeded(
   c: ClaimedStep,
   held: RunSnapshot | undefined,
   s: QuickSuccess,
-  complete: (completion: QuickCompletion) => Promise<QuickCompleted> = (completion) => completeQuickly(db, completion),
 ): Promise<QuickResult | undefined> {
   if (!held) return undefined;
   let snapshot = held;
@@ -69,7 +68,7 @@ export async function completeSucceeded(
     const finish = plan.finish && (await quickFinish(wf, c, s.output, plan.finish));
     if (plan.finish && !finish) return undefined;
     try {
-      const done = await complete({
+      const done = await completeQuickly(db, {
         runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: s.workerId, expected: snapshot,
         at, output: s.output, branch: s.branch, durationMs: s.durationMs, usage: s.usage, runUsage: s.runUsage,
         events: finish ? [...plan.events, finishEvent(finish.status, finish.error)] : plan.events, queue: plan.queue, skips: plan.skips,

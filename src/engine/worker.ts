@@ -25,7 +25,6 @@ import type { StepResult, StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { AgentCache } from './agent-cache.ts';
 import { OutputStream } from './output-stream.ts';
-import { CompletionBatcher } from './completion-batcher.ts';
 import { completeSucceeded, type QuickSuccess } from './quick-advance.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
@@ -82,12 +81,9 @@ export class Worker {
   private readonly idle = new Set<() => void>();
   readonly metrics = new WorkerMetrics();
   private readonly agents: AgentCache;
-  /** Quick completions that arrive while others are in flight go together (completion-batcher.ts). */
-  private readonly completions: CompletionBatcher;
 
   constructor(private readonly deps: WorkerDeps, readonly options: WorkerOptions) {
     this.agents = new AgentCache(deps.db, () => deps.clock.now());
-    this.completions = new CompletionBatcher(deps.db);
   }
 
   async start(): Promise<void> {
@@ -341,7 +337,7 @@ export class Worker {
   /** A success in one statement (quick-advance.ts); undefined: use advance(), nothing was written. */
   private async completeQuickly(c: ClaimedStep, held: RunSnapshot | undefined, s: QuickSuccess): Promise<NextStep | undefined> {
     try {
-      const done = await completeSucceeded(this.deps.db, this.deps, c, held, s, (completion) => this.completions.complete(completion));
+      const done = await completeSucceeded(this.deps.db, this.deps, c, held, s);
       if (done?.claimed === undefined && done?.finished) this.deps.onRunFinished(c.runId);
       return done;
     } catch (error) {

@@ -67,7 +67,7 @@ export interface QuickCompletion extends AttemptFence {
  * write, for its own quick completion) or undefined when nothing was claimed; throws
  * StaleSnapshot when the run moved, and WEFT_LEASE_LOST when the attempt lost its lease.
  */
-export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise<QuickCompleted> {
+export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise<{ claimed: ClaimedStep; snapshot: RunSnapshot } | undefined> {
   let rows: (ClaimRow & { states: string })[];
   try {
     ({ rows } = await q.query<ClaimRow & { states: string }>(
@@ -87,67 +87,15 @@ export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise
       ],
     ));
   } catch (error) {
-    const refusal = refusalOf(c, sqlState(error), (error as { detail?: string }).detail);
-    throw refusal ?? error;
+    const state = sqlState(error);
+    if (state === 'WF409') {
+      const current = JSON.parse((error as { detail?: string }).detail ?? '{}') as { status: RunStatus; mode: RunMode; states: string | null };
+      throw new StaleSnapshot(snapshot(current.status, current.mode, current.states));
+    }
+    if (state === 'WF410') throw new WeftError('WEFT_LEASE_LOST', `step attempt no longer holds its lease (run ${c.runId})`);
+    throw error;
   }
-  return completed(rows[0]);
-}
-
-export type QuickCompleted = { claimed: ClaimedStep; snapshot: RunSnapshot } | undefined;
-
-/** What one item of a batch came to: its result, or the refusal completeQuickly would have thrown. */
-export type BatchOutcome = { ok: true; value: QuickCompleted } | { ok: false; error: Error };
-
-/**
- * Applies several quick completions in one statement (weft_complete_attempts, migration 0013):
- * each as completeQuickly would, in its own subtransaction, so a stale or fenced-out item is
- * refused alone. Items are sent in run-id order (concurrent batches lock runs in one order);
- * outcomes come back in the order given. Any other error fails the whole batch: nothing of it
- * was written.
- */
-export async function completeQuicklyMany(q: Queryable, items: readonly QuickCompletion[]): Promise<BatchOutcome[]> {
-  const order = items.map((_, i) => i).sort((a, b) => (items[a]!.runId < items[b]!.runId ? -1 : items[a]!.runId > items[b]!.runId ? 1 : a - b));
-  const { rows } = await q.query<ClaimRow & { states: string; item: number; error: string | null; detail: string | null }>(
-    `SELECT o_item AS item, o_error AS error, o_detail AS detail, ${CLAIM_COLUMNS} FROM weft_complete_attempts($1::jsonb)`,
-    [JSON.stringify(order.map((i) => batchItem(items[i]!)))],
-  );
-  const outcomes: BatchOutcome[] = new Array(items.length);
-  for (const row of rows) {
-    const index = order[row.item - 1]!;
-    const refusal = row.error === null ? undefined : refusalOf(items[index]!, row.error, row.detail ?? undefined);
-    outcomes[index] = refusal ? { ok: false, error: refusal } : { ok: true, value: completed(row.run_id === null ? undefined : row) };
-  }
-  return outcomes;
-}
-
-function completed(row: (ClaimRow & { states: string }) | undefined): QuickCompleted {
-  return row ? { claimed: toClaimed(row), snapshot: runningSnapshot(row.states) } : undefined;
-}
-
-/** WF409 (the run moved) and WF410 (the lease is lost) as completeQuickly reports them. */
-function refusalOf(c: QuickCompletion, state: string | undefined, detail: string | undefined): Error | undefined {
-  if (state === 'WF409') {
-    const current = JSON.parse(detail ?? '{}') as { status: RunStatus; mode: RunMode; states: string | null };
-    return new StaleSnapshot(snapshot(current.status, current.mode, current.states));
-  }
-  if (state === 'WF410') return new WeftError('WEFT_LEASE_LOST', `step attempt no longer holds its lease (run ${c.runId})`);
-  return undefined;
-}
-
-/** One completion as weft_complete_attempts reads it: weft_complete_attempt's arguments by name (absent: NULL). */
-function batchItem(c: QuickCompletion): Record<string, unknown> {
-  return {
-    run: c.runId, expected: c.expected.statesText, at: c.at.toISOString(),
-    usage_in: c.runUsage?.tokensIn ?? 0, usage_out: c.runUsage?.tokensOut ?? 0, usage_cost: c.runUsage?.costUsd ?? 0,
-    usage_simulated: c.runUsage?.simulated ?? false,
-    step: c.stepId, attempt: c.attempt, worker: c.workerId, output: c.output ?? null, branch: c.branch, duration_ms: c.durationMs,
-    provider: c.usage?.provider ?? null, model: c.usage?.model ?? null, tokens_in: c.usage?.tokensIn ?? null,
-    tokens_out: c.usage?.tokensOut ?? null, cost: c.usage?.costUsd ?? null,
-    event_steps: c.events.map((e) => e.stepId), event_types: c.events.map((e) => e.type), event_attempts: c.events.map((e) => e.attempt),
-    event_data: c.events.map((e) => e.data),
-    queue: c.queue, skip_steps: c.skips.map((x) => x.stepId), skip_reasons: c.skips.map((x) => x.reason),
-    claim: c.claim?.stepId ?? null, lease_until: c.claim?.leaseUntil.toISOString() ?? null,
-    // undefined drops the key: SQL NULL, as completeQuickly passes an absent outputs or error.
-    finish: c.finish?.status ?? null, run_outputs: c.finish?.outputs, run_error: c.finish?.error,
-  };
+  const row = rows[0];
+  if (!row) return undefined;
+  return { claimed: toClaimed(row), snapshot: runningSnapshot(row.states) };
 }
