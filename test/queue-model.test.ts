@@ -129,6 +129,14 @@ interface MRun {
   readonly order: readonly string[];
   readonly steps: Map<string, MStep>;
   status: RunStatus;
+  /** The run's clock (runs.updated_at): an advance records its writes at the later of its time and this. */
+  clock: number;
+}
+
+/** The time an accepted advance of `run` at `at` records its writes at (LockedRun.at); moves the run's clock. */
+function runTime(run: MRun, at: number): number {
+  run.clock = Math.max(run.clock, at);
+  return run.clock;
 }
 
 interface Lease {
@@ -541,7 +549,7 @@ class Enqueue implements Cmd {
         status: 'pending', attempt: 0, owner: null, expires: null, availableAt: null, output: undefined,
       });
     });
-    const run: MRun = { id: runId, versionId: v.versionId, order: v.compiled.order, steps, status: 'running' };
+    const run: MRun = { id: runId, versionId: v.versionId, order: v.compiled.order, steps, status: 'running', clock: m.now };
     m.runs.push(run);
     settle(run, m.now);
     await verify(m, sim, this.toString());
@@ -667,14 +675,15 @@ class Finish implements Cmd {
     }
     if (error !== undefined) throw error;
     const wasTerminal = TERMINAL_RUN.has(run.status);
+    const recorded = runTime(run, at);
     let queued: string[];
     if (this.outcome === 'succeed') {
       s.status = 'succeeded';
       s.output = outputOf(lease, worker.id);
       release(s);
-      queued = settle(run, at);
+      queued = settle(run, recorded);
     } else {
-      queued = onFailure(run, s, at, this.outcome === 'fail', false);
+      queued = onFailure(run, s, recorded, this.outcome === 'fail', false);
     }
     const next = this.stopping ? undefined : queued[0];
     assert.equal(result?.claimed?.stepId, next, `${label}: successor claimed by the completing worker`);
@@ -682,7 +691,7 @@ class Finish implements Cmd {
       const ns = mStep(run, next);
       checkClaim(label, run, ns, result.claimed);
       claimStep(ns, worker, at + LEASE_MS);
-      ns.availableAt = at;
+      ns.availableAt = recorded;
       worker.leases.push({ runId: run.id, stepId: next, attempt: result.claimed.attempt });
     }
     assert.equal(result?.status, run.status, `${label}: run status`);
@@ -790,7 +799,7 @@ async function applySweep(m: Model, sim: Sim, now: number, leases: Lease[], labe
     }
     if (error !== undefined) throw error;
     const wasTerminal = TERMINAL_RUN.has(run.status);
-    onFailure(run, s, now, true, true);
+    onFailure(run, s, runTime(run, now), true, true);
     assert.equal(result?.claimed, undefined, `${what}: the sweeper claimed`);
     assert.equal(result?.status, run.status, `${what}: run status`);
     assert.equal(result?.finished, !wasTerminal && TERMINAL_RUN.has(run.status), `${what}: finished`);
@@ -902,11 +911,12 @@ class Control implements Cmd {
       return;
     }
     if (error !== undefined) throw error;
+    const recorded = runTime(run, m.now);
     if (this.action === 'pause') {
       run.status = 'paused';
     } else if (this.action === 'resume') {
       run.status = 'running';
-      settle(run, m.now);
+      settle(run, recorded);
     } else {
       cancelAll(run);
       run.status = 'cancelled';
