@@ -6,20 +6,14 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFile } from 'node:fs/promises';
-import { parseDefinitionText } from '../src/core/parse-definition.ts';
 import { DefinitionError } from '../src/core/errors.ts';
 import { createHash } from 'node:crypto';
 import { ManualClock } from '../src/engine/clock.ts';
 import { getRunFile } from '../src/store/run-files.ts';
 import { BACKENDS, closeTemplates } from './helpers/db.ts';
-import { eventually, launch, sleep, testEngine } from './helpers/engine.ts';
+import { eventually, example, launch, sleep, testEngine } from './helpers/engine.ts';
 
 after(closeTemplates);
-
-async function example(name: string): Promise<unknown> {
-  return parseDefinitionText(await readFile(new URL(`../examples/${name}`, import.meta.url), 'utf8'), 'yaml');
-}
 
 function stepOf<T extends { step_id: string }>(steps: T[], id: string): T {
   const s = steps.find((x) => x.step_id === id);

@@ -6,41 +6,28 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { advance, type AdvanceDeps } from '../src/engine/advance.ts';
+import { advance } from '../src/engine/advance.ts';
 import { outcomeRequest } from '../src/engine/attempt.ts';
-import { Engine } from '../src/engine/engine.ts';
 import { VersionCache } from '../src/engine/version-cache.ts';
 import { transactionWithRetry } from '../src/store/db.ts';
 import { claimQueued, type ClaimedStep } from '../src/store/step-runs.ts';
-import { BACKENDS, closeTemplates, openTestDb } from './helpers/db.ts';
+import { BACKENDS, closeTemplates } from './helpers/db.ts';
+import { example, launch, testEngine } from './helpers/engine.ts';
 
 after(closeTemplates);
 
 const T0 = Date.parse('2026-12-03T12:00:00.000Z');
 
-const DIAMOND = {
-  name: 'diamond clock',
-  steps: {
-    a: { type: 'transform', expr: '1' },
-    b: { type: 'transform', needs: ['a'], expr: '2' },
-    c: { type: 'transform', needs: ['a'], expr: '3' },
-    d: { type: 'transform', needs: ['b', 'c'], expr: '$b + $c' },
-  },
-  outputs: { d: '$d' },
-};
-
 for (const backend of BACKENDS) {
   void describe(`a run's clock on ${backend}`, () => {
     void test('a join started by the completion that took the earlier time starts no earlier than what it needs finished', async (t) => {
-      const db = await openTestDb(backend, t);
-      if (!db) return;
-      t.after(() => db.close());
-      const clock = { ms: T0 };
-      const engine = new Engine({ db, worker: false, clock: { now: () => clock.ms } });
-      const deps: AdvanceDeps = { versions: new VersionCache(), random: () => 0.5 };
-      const v = await engine.registerWorkflow(DIAMOND);
-      deps.versions.put(v.versionId, v.compiled);
-      const runId = await engine.startRun({ versionId: v.versionId });
+      // No worker: the test claims and completes the steps itself, with the times it chooses.
+      const ctx = await testEngine(backend, t, { worker: false, clock: { now: () => T0 } });
+      if (!ctx) return;
+      const { db, engine } = ctx;
+      const deps = { versions: new VersionCache(), random: () => 0.5 };
+      // A → (B, C) → D; D needs both branches.
+      const runId = await launch(engine, await example('diamond.yaml'));
 
       const claim = async (at: number): Promise<Map<string, ClaimedStep>> => {
         const claimed = await claimQueued(db, { workerId: 'w', now: new Date(at), leaseUntil: new Date(at + 60_000), limit: 10 });

@@ -1,4 +1,6 @@
 import type { TestContext } from 'node:test';
+import { readFile } from 'node:fs/promises';
+import { parseDefinitionText } from '../../src/core/parse-definition.ts';
 import { Engine, type EngineOptions } from '../../src/engine/engine.ts';
 import type { Db } from '../../src/store/db.ts';
 import { openTestDb, type Backend } from './db.ts';
@@ -29,6 +31,11 @@ export async function testEngine(
 }
 
 /** Registers a definition and starts a run of it. */
+/** A workflow of examples/ (YAML), parsed as the CLI reads it. */
+export async function example(name: string): Promise<unknown> {
+  return parseDefinitionText(await readFile(new URL(`../../examples/${name}`, import.meta.url), 'utf8'), 'yaml');
+}
+
 export async function launch(engine: Engine, definition: unknown, inputs: unknown = {}): Promise<string> {
   const v = await engine.registerWorkflow(definition);
   return engine.startRun({ versionId: v.versionId, inputs });

@@ -18,7 +18,7 @@ RETURNS TABLE (
   o_run_id uuid, o_step_id text, o_attempt int, o_attempt_base int, o_overrides jsonb, o_ready_at timestamptz,
   o_version_id uuid, o_inputs jsonb, o_context jsonb, o_spent_usd float8, o_budget_usd float8, o_run_provider text,
   o_deps jsonb, o_states text
-) LANGUAGE plpgsql VOLATILE ROWS 8 SET enable_sort = off AS $$
+) LANGUAGE plpgsql VOLATILE SET enable_sort = off AS $$
 BEGIN
   RETURN QUERY
   WITH c AS (
