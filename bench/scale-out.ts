@@ -26,7 +26,8 @@
  *
  * Environment: WEFT_BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres),
  * WEFT_BENCH_SCALE_RUNS (1000), WEFT_BENCH_SCALE_WORKERS ("1,2,4"),
- * WEFT_BENCH_SCALE_CONCURRENCY (8), WEFT_BENCH_SCALE_ROUNDS (3), WEFT_BENCH_SCALE_PACED (200).
+ * WEFT_BENCH_SCALE_CONCURRENCY (8), WEFT_BENCH_SCALE_ROUNDS (3), WEFT_BENCH_SCALE_PACED (200),
+ * WEFT_BENCH_NODE_ARGS (extra node flags for the worker processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +50,7 @@ const CONCURRENCY = Number(process.env['WEFT_BENCH_SCALE_CONCURRENCY'] ?? 8);
 const ROUNDS = Number(process.env['WEFT_BENCH_SCALE_ROUNDS'] ?? 3);
 const PACED_RUNS = Number(process.env['WEFT_BENCH_SCALE_PACED'] ?? 200);
 const STEPS = 10;
+const NODE_ARGS = (process.env['WEFT_BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
 /** The enqueuer's pool is small: it must leave connections to the workers. */
 const ENQUEUER_POOL = 8;
 const WARM_UP_RUNS = 100;
@@ -72,7 +74,7 @@ interface WorkerProcess {
 }
 
 function spawnWorker(url: string, port: number): WorkerProcess {
-  const child = spawn(process.execPath, [WEFT_BIN, 'worker', '--db', url, '--concurrency', String(CONCURRENCY), '--health-port', String(port)], {
+  const child = spawn(process.execPath, [...NODE_ARGS, WEFT_BIN, 'worker', '--db', url, '--concurrency', String(CONCURRENCY), '--health-port', String(port)], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const log: string[] = [];

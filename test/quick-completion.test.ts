@@ -1,7 +1,9 @@
 /**
- * Quick completions (migration 0006, store/quick-completion.ts, engine/quick-advance.ts): a
- * success decided from step states read earlier is written in one statement, only if the run
- * still has exactly those states; otherwise nothing is written and the caller decides again.
+ * Quick completions (migrations 0006, 0008, 0013; store/quick-completion.ts,
+ * engine/quick-advance.ts, engine/completion-batcher.ts): a success decided from step states
+ * read earlier is written in one statement, only if the run still has exactly those states;
+ * otherwise nothing is written and the caller decides again. Several completions of different
+ * runs go in one statement, each answered as it would be alone.
  */
 import { after, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,25 +11,28 @@ import { Engine } from '../src/engine/engine.ts';
 import { completeSucceeded, type QuickSuccess } from '../src/engine/quick-advance.ts';
 import { VersionCache } from '../src/engine/version-cache.ts';
 import type { Db, Queryable } from '../src/store/db.ts';
-import { completeQuickly, readRunSnapshot, StaleSnapshot, type QuickCompletion } from '../src/store/quick-completion.ts';
+import { sqlState } from '../src/store/db.ts';
+import { completeBatch, completeOne, readRunSnapshot, runningSnapshot, type QuickAnswer, type QuickCompletion } from '../src/store/quick-completion.ts';
 import { claimQueued } from '../src/store/step-runs.ts';
 import { BACKENDS, closeTemplates, openTestDb, type Backend } from './helpers/db.ts';
-import { FAST_WORKER, launch, testEngine } from './helpers/engine.ts';
+import { example, FAST_WORKER, launch, testEngine } from './helpers/engine.ts';
 
 after(closeTemplates);
 
 interface Counts {
   transactions: number;
-  /** Calls of the one-statement completion (migration 0006) and start (migration 0009). */
+  /** Calls of the one-statement completion (migration 0006), of its batched form (0013) and of the start (0009). */
   quick: number;
+  batches: number;
   starts: number;
 }
 
 /** Counts what reaches the database: transactions, and calls of the one-statement completion and start. */
 function counting(db: Db): { db: Db; counts: Counts } {
-  const counts = { transactions: 0, quick: 0, starts: 0 };
+  const counts = { transactions: 0, quick: 0, batches: 0, starts: 0 };
   const count = (text: string) => {
     if (text.includes('weft_complete_attempt(')) counts.quick++;
+    if (text.includes('weft_complete_attempts(')) counts.batches++;
     if (text.includes('weft_start_run(')) counts.starts++;
   };
   const wrapped: Db = Object.assign(Object.create(db) as Db, {
@@ -69,6 +74,37 @@ const CHAIN = {
   },
   outputs: { last: '$f' },
 };
+
+/** The two ways a completion reaches the database: alone, and as an item of a batch (here of one). */
+const SENDERS: [string, (db: Db, c: QuickCompletion) => Promise<QuickAnswer>][] = [
+  ['alone', (db, c) => completeOne(db, c)],
+  ['in a batch', async (db, c) => (await completeBatch(db, [c]))[0]!],
+];
+
+/**
+ * What a run's completions wrote, without ids, and with the times before `since` (its start)
+ * shown as 'before': to compare two runs started one after the other that went the same way.
+ */
+async function runRows(db: Db, runId: string, since: Date): Promise<unknown> {
+  const { rows } = await db.query(
+    `SELECT (SELECT to_jsonb(x) FROM (SELECT status, outputs, error, tokens_in::int, tokens_out::int, cost_usd::float8, simulated, updated_at, finished_at
+              FROM runs WHERE id = $1) x) AS run,
+            (SELECT json_agg(json_build_array(step_id, status, attempt, branch, skip_reason, lease_owner, lease_expires_at, started_at,
+              finished_at, available_at, duration_ms, provider, model, tokens_in, tokens_out, cost_usd::float8) ORDER BY step_id) FROM step_runs WHERE run_id = $1) AS steps,
+            (SELECT json_agg(json_build_array(step_id, type, attempt, data, created_at) ORDER BY id) FROM run_events WHERE run_id = $1) AS events,
+            (SELECT json_agg(json_build_array(step_id, name, version, content, is_latest, produced_by, attempt, created_at) ORDER BY step_id, version)
+              FROM artifacts WHERE run_id = $1) AS artifacts`,
+    [runId],
+  );
+  const earlier = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(earlier);
+    if (value instanceof Date) return value < since ? 'before' : value.toISOString();
+    if (typeof value === 'string' && /^\d{4}-\d\d-\d\dT/.test(value)) return new Date(value) < since ? 'before' : new Date(value).toISOString();
+    if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, earlier(v)]));
+    return value;
+  };
+  return earlier(rows[0]);
+}
 
 async function rowCounts(db: Db, runId: string): Promise<unknown> {
   const { rows } = await db.query(
@@ -153,6 +189,27 @@ for (const backend of BACKENDS) {
       assert.deepEqual(types.slice(-2), ['b:step_succeeded', '-:run_succeeded']);
     });
 
+    void test('runs in flight at once: their completions share statements, and every run ends as it would alone', async (t) => {
+      const ctx = await countingEngine(backend, t);
+      if (!ctx) return;
+      const { engine, counts } = ctx;
+      const v = await engine.registerWorkflow(CHAIN);
+      const runIds = await Promise.all(Array.from({ length: 16 }, () => engine.startRun({ versionId: v.versionId, inputs: {} })));
+      for (const runId of runIds) assert.equal(await engine.waitForRun(runId, 20_000), 'succeeded');
+      for (const runId of runIds) {
+        assert.deepEqual((await engine.getRun(runId))!.outputs, { last: 6 });
+        const types = (await engine.listEvents(runId)).map((e) => `${e.stepId ?? '-'}:${e.type}`);
+        assert.equal(types.filter((x) => x.endsWith(':step_succeeded')).length, 6);
+        assert.equal(types.at(-1), '-:run_succeeded');
+      }
+      const { metrics } = engine.worker!;
+      assert.equal(metrics.quickCompletions, 16 * 6, 'every success went the quick way');
+      assert.equal(metrics.quickStatements, counts.quick + counts.batches);
+      assert.ok(counts.batches > 0 && metrics.quickStatements < metrics.quickCompletions,
+        `completions shared statements (${metrics.quickCompletions} in ${metrics.quickStatements})`);
+      assert.equal(counts.transactions, 1, 'registering the workflow; nothing went through advance');
+    });
+
     void test('a run claimed from the queue: its states come with the claim (no other read), and its steps complete quickly', async (t) => {
       const raw = await openTestDb(backend, t);
       if (!raw) return;
@@ -173,7 +230,8 @@ for (const backend of BACKENDS) {
       assert.equal(counts.transactions, 0);
     });
 
-    void test('a stale snapshot, a lost lease or a paused run write nothing; the stale answer carries the states read under the lock', async (t) => {
+    for (const [path, send] of SENDERS) {
+    void test(`${path}: a stale snapshot, a lost lease or a paused run write nothing; the stale answer carries the states read under the lock`, async (t) => {
       const ctx = await testEngine(backend, t, { worker: false });
       if (!ctx) return;
       const { db, engine } = ctx;
@@ -192,17 +250,19 @@ for (const backend of BACKENDS) {
       const before = await rowCounts(db, runId);
 
       const stale = { ...snapshot, statesText: snapshot.statesText.replace('"running"', '"queued"') };
-      const refused = await completeQuickly(db, { ...completion, expected: stale }).catch((e: unknown) => e);
-      assert.ok(refused instanceof StaleSnapshot, `stale: ${String(refused)}`);
+      const refused = await send(db, { ...completion, expected: stale });
+      assert.ok(refused.kind === 'stale', `stale: ${refused.kind}`);
       assert.equal(refused.current.statesText, snapshot.statesText, 'the current states, as the database renders them');
       assert.deepEqual(refused.current.steps, snapshot.steps);
       assert.deepEqual(await rowCounts(db, runId), before, 'a stale snapshot wrote nothing');
 
-      const lost = await completeQuickly(db, { ...completion, workerId: 'w2' }).catch((e: unknown) => e);
-      assert.equal((lost as { code?: string }).code, 'WEFT_LEASE_LOST');
+      const lost = await send(db, { ...completion, workerId: 'w2' });
+      assert.equal(lost.kind, 'lease_lost');
       assert.deepEqual(await rowCounts(db, runId), before, 'a lost lease wrote nothing');
 
-      const done = await completeQuickly(db, completion);
+      const answer = await send(db, completion);
+      assert.ok(answer.kind === 'done');
+      const done = answer.claimed;
       assert.equal(done?.claimed.stepId, 'b');
       assert.equal(done?.claimed.attempt, 1);
       assert.deepEqual(done?.claimed.deps, { a: 1 }, 'the successor reads the output just stored');
@@ -220,10 +280,99 @@ for (const backend of BACKENDS) {
         events: [], claim: { stepId: 'c', leaseUntil: completion.claim!.leaseUntil },
       };
       const beforePause = await rowCounts(db, runId);
-      const refusedPaused = await completeQuickly(db, next).catch((e: unknown) => e);
-      assert.ok(refusedPaused instanceof StaleSnapshot);
+      const refusedPaused = await send(db, next);
+      assert.ok(refusedPaused.kind === 'stale');
       assert.equal(refusedPaused.current.status, 'paused');
       assert.deepEqual(await rowCounts(db, runId), beforePause, 'nothing written in a paused run');
+    });
+    }
+
+    void test('a batch writes and answers each item exactly as it would alone: claims, queues, skips, finishes, stale and lost items', async (t) => {
+      const ctx = await testEngine(backend, t, { worker: false });
+      if (!ctx) return;
+      const { db, engine } = ctx;
+      const deps = { versions: new VersionCache(), random: () => 0.5 };
+      const at = new Date(Date.now() + 1000);
+      const leaseUntil = new Date(at.getTime() + 60_000);
+      // Each case twice: set A goes as one batch, set B item by item through completeOne.
+      const cases: { name: string; definition: unknown; inputs?: unknown; output: unknown; branch?: string; spoil?: (c: QuickCompletion) => QuickCompletion }[] = [
+        { name: 'chain: claims its successor', definition: CHAIN, output: 1 },
+        { name: 'one step: finishes the run with outputs', definition: { name: 'one', steps: { only: { type: 'transform', expr: '$input.n * 2' } }, outputs: { doubled: '$only', n: '$input.n' } }, inputs: { n: 21 }, output: 42 },
+        { name: 'condition: skips a branch, claims the other', definition: await example('conditional-branch.yaml'), inputs: { amount: 5 }, output: { branch: 'small' }, branch: 'small' },
+        { name: 'fan-out: queues one, claims one', definition: { name: 'fan', steps: { root: { type: 'transform', expr: '1' }, x: { type: 'transform', needs: ['root'], expr: '$root' }, y: { type: 'transform', needs: ['root'], expr: '$root' } } }, output: { nested: ['jsonb', 'reorders', { keys: 1, k: 2 }] } },
+        { name: 'stale states', definition: CHAIN, output: 1, spoil: (c) => ({ ...c, expected: { ...c.expected, statesText: c.expected.statesText.replace('"pending"', '"queued"') } }) },
+        { name: 'lost lease', definition: CHAIN, output: 1, spoil: (c) => ({ ...c, attempt: c.attempt + 1 }) },
+      ];
+      const runs: { A: string; B: string }[] = [];
+      for (const c of cases) {
+        const v = await engine.registerWorkflow(c.definition);
+        runs.push({
+          A: await engine.startRun({ versionId: v.versionId, inputs: c.inputs ?? {} }),
+          B: await engine.startRun({ versionId: v.versionId, inputs: c.inputs ?? {} }),
+        });
+      }
+      const claimed = await claimQueued(db, { workerId: 'w1', now: new Date(), leaseUntil, limit: 100 });
+      const completionOf = async (runId: string, i: number): Promise<QuickCompletion> => {
+        const step = claimed.find((c) => c.runId === runId)!;
+        assert.ok(step.statesText, `${cases[i]!.name}: a root alone in flight comes with its states`);
+        let captured: QuickCompletion | undefined;
+        const capture = (completion: QuickCompletion): Promise<QuickAnswer> => {
+          captured = completion;
+          return Promise.resolve({ kind: 'lease_lost' });
+        };
+        await completeSucceeded(db, capture, deps, step, runningSnapshot(step.statesText), {
+          now: () => at, workerId: 'w1', output: cases[i]!.output, branch: cases[i]!.branch ?? null, durationMs: 3,
+          usage: { provider: 'simulated', model: 'm', tokensIn: 2, tokensOut: 3, costUsd: 0.5 },
+          runUsage: { tokensIn: 2, tokensOut: 3, costUsd: 0.5, simulated: true },
+          events: [{ stepId: step.stepId, type: 'step_succeeded', attempt: step.attempt, data: { duration_ms: 3 } }],
+          claimFor: { workerId: 'w1', leaseUntil },
+        }).catch(() => undefined);
+        assert.ok(captured, `${cases[i]!.name}: the quick path takes it`);
+        return cases[i]!.spoil ? cases[i]!.spoil!(captured) : captured;
+      };
+      const batch = await Promise.all(runs.map((r, i) => completionOf(r.A, i)));
+      const alone = await Promise.all(runs.map((r, i) => completionOf(r.B, i)));
+      assert.ok(batch.some((c) => c.queue.length > 0) && batch.some((c) => c.skips.length > 0) && batch.some((c) => c.finish), 'every kind of write is covered');
+
+      const batchAnswers = await completeBatch(db, batch);
+      const aloneAnswers: QuickAnswer[] = [];
+      for (const c of alone) aloneAnswers.push(await completeOne(db, c));
+
+      const comparable = (a: QuickAnswer): unknown => {
+        if (a.kind === 'stale') return { kind: a.kind, status: a.current.status, states: a.current.statesText };
+        if (a.kind === 'lease_lost' || !a.claimed) return { kind: a.kind };
+        const { runId: _run, versionId: _version, ...claim } = a.claimed.claimed;
+        return { kind: a.kind, claim, states: a.claimed.snapshot.statesText };
+      };
+      cases.forEach((c, i) => {
+        assert.deepEqual(comparable(batchAnswers[i]!), comparable(aloneAnswers[i]!), `${c.name}: the same answer`);
+      });
+      assert.deepEqual(batchAnswers.map((a) => a.kind), ['done', 'done', 'done', 'done', 'stale', 'lease_lost']);
+      for (const [i, r] of runs.entries()) {
+        assert.deepEqual(await runRows(db, r.A, at), await runRows(db, r.B, at), `${cases[i]!.name}: the same rows`);
+      }
+      const finished = await engine.getRun(runs[1]!.A);
+      assert.equal(finished?.status, 'succeeded');
+      assert.deepEqual(finished?.outputs, { doubled: 42, n: 21 });
+    });
+
+    void test('a batch that names a run twice is refused whole, and writes nothing', async (t) => {
+      const ctx = await testEngine(backend, t, { worker: false });
+      if (!ctx) return;
+      const { db, engine } = ctx;
+      const runId = await launch(engine, CHAIN);
+      const other = await launch(engine, CHAIN);
+      const now = new Date();
+      const claimed = await claimQueued(db, { workerId: 'w1', now, leaseUntil: new Date(now.getTime() + 60_000), limit: 2 });
+      const completion = (c: (typeof claimed)[number]): QuickCompletion => ({
+        runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: 'w1', expected: runningSnapshot(c.statesText), at: now, output: 1,
+        branch: null, durationMs: 1, usage: undefined, runUsage: undefined, events: [], queue: [], skips: [], claim: undefined, finish: undefined,
+      });
+      const first = completion(claimed.find((c) => c.runId === runId)!);
+      const before = [await rowCounts(db, runId), await rowCounts(db, other)];
+      const refused = await completeBatch(db, [completion(claimed.find((c) => c.runId === other)!), first, { ...first, output: 2 }]).catch((e: unknown) => e);
+      assert.equal(sqlState(refused), 'WF400');
+      assert.deepEqual([await rowCounts(db, runId), await rowCounts(db, other)], before);
     });
 
     void test('the worker decides again from the states a stale answer carries, with a later time; a step with live siblings goes through advance', async (t) => {
@@ -245,7 +394,7 @@ for (const backend of BACKENDS) {
         now: () => (tries++ === 0 ? first : later), workerId: 'w1', output: 1, branch: null, durationMs: 1, usage: undefined, runUsage: undefined,
         events: [{ stepId: 'a', type: 'step_succeeded', attempt: 1, data: {} }], claimFor: { workerId: 'w1', leaseUntil: lease() },
       };
-      const done = await completeSucceeded(db, deps, a!, held, success);
+      const done = await completeSucceeded(db, (c) => completeOne(db, c), deps, a!, held, success);
       assert.equal(done?.claimed?.stepId, 'b', 'the second try, from the returned states, claimed b');
       const { rows } = await db.query<{ finished_at: Date }>(`SELECT finished_at FROM step_runs WHERE run_id = $1 AND step_id = 'a'`, [runId]);
       assert.equal(rows[0]!.finished_at.getTime(), later.getTime(), 'recorded with the time of the second try');
@@ -260,8 +409,8 @@ for (const backend of BACKENDS) {
       assert.deepEqual(claimed.map((c) => c.statesText), [null, null], 'siblings claimed together: neither is alone in flight');
       const before = await rowCounts(db, fan);
       const fanSnapshot = (await readRunSnapshot(db, fan))!;
-      assert.equal(await completeSucceeded(db, deps, x, fanSnapshot, { ...success, events: [] }), undefined);
-      assert.equal(await completeSucceeded(db, deps, x, undefined, { ...success, events: [] }), undefined, 'nor without a snapshot');
+      assert.equal(await completeSucceeded(db, (c) => completeOne(db, c), deps, x, fanSnapshot, { ...success, events: [] }), undefined);
+      assert.equal(await completeSucceeded(db, (c) => completeOne(db, c), deps, x, undefined, { ...success, events: [] }), undefined, 'nor without a snapshot');
       assert.deepEqual(await rowCounts(db, fan), before);
     });
   });

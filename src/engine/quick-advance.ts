@@ -19,7 +19,8 @@ import { decide } from '../core/scheduler.ts';
 import type { SchedulerCommand } from '../core/scheduler-types.ts';
 import type { Db } from '../store/db.ts';
 import type { NewEvent } from '../store/events.ts';
-import { completeQuickly, StaleSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
+import { WeftError } from '../core/errors.ts';
+import type { QuickAnswer, QuickCompletion, RunSnapshot } from '../store/quick-completion.ts';
 import type { RunFinish, UsageDelta } from '../store/runs.ts';
 import type { AttemptUsage, ClaimedStep } from '../store/step-runs.ts';
 import { aloneInFlight, evaluateOutputBindings, finishEvent, isQuickPlan, planWrites, type AdvanceDeps } from './advance.ts';
@@ -40,6 +41,9 @@ export interface QuickSuccess {
 
 export type QuickResult = { claimed: ClaimedStep; snapshot: RunSnapshot } | { claimed: undefined; finished: boolean };
 
+/** Sends one quick completion (alone, or in a batch: completion-batcher.ts) and answers it. */
+export type SendCompletion = (completion: QuickCompletion) => Promise<QuickAnswer>;
+
 /**
  * Completes a succeeded attempt quickly. undefined: not a quick case, nothing was written —
  * use advance(). Throws WEFT_LEASE_LOST when the attempt lost its lease; any other error
@@ -47,6 +51,7 @@ export type QuickResult = { claimed: ClaimedStep; snapshot: RunSnapshot } | { cl
  */
 export async function completeSucceeded(
   db: Db,
+  send: SendCompletion,
   deps: AdvanceDeps,
   c: ClaimedStep,
   held: RunSnapshot | undefined,
@@ -67,20 +72,17 @@ export async function completeSucceeded(
     if (!isQuickPlan(plan)) return undefined;
     const finish = plan.finish && (await quickFinish(wf, c, s.output, plan.finish));
     if (plan.finish && !finish) return undefined;
-    try {
-      const done = await completeQuickly(db, {
-        runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: s.workerId, expected: snapshot,
-        at, output: s.output, branch: s.branch, durationMs: s.durationMs, usage: s.usage, runUsage: s.runUsage,
-        events: finish ? [...plan.events, finishEvent(finish.status, finish.error)] : plan.events, queue: plan.queue, skips: plan.skips,
-        claim: plan.claimId === undefined ? undefined : { stepId: plan.claimId, leaseUntil: s.claimFor!.leaseUntil },
-        finish,
-      });
-      return done ?? { claimed: undefined, finished: finish !== undefined };
-    } catch (error) {
-      if (!(error instanceof StaleSnapshot)) throw error;
-      snapshot = error.current;
-      at = s.now();
-    }
+    const answer = await send({
+      runId: c.runId, stepId: c.stepId, attempt: c.attempt, workerId: s.workerId, expected: snapshot,
+      at, output: s.output, branch: s.branch, durationMs: s.durationMs, usage: s.usage, runUsage: s.runUsage,
+      events: finish ? [...plan.events, finishEvent(finish.status, finish.error)] : plan.events, queue: plan.queue, skips: plan.skips,
+      claim: plan.claimId === undefined ? undefined : { stepId: plan.claimId, leaseUntil: s.claimFor!.leaseUntil },
+      finish,
+    });
+    if (answer.kind === 'done') return answer.claimed ?? { claimed: undefined, finished: finish !== undefined };
+    if (answer.kind === 'lease_lost') throw new WeftError('WEFT_LEASE_LOST', `step attempt no longer holds its lease (run ${c.runId})`);
+    snapshot = answer.current;
+    at = s.now();
   }
   return undefined;
 }

@@ -18,13 +18,14 @@ import { WeftError, toErrorRecord } from '../core/errors.ts';
 import { evaluateExpression, resolveBindings } from '../core/expressions.ts';
 import { transactionWithRetry, type Db } from '../store/db.ts';
 import { claimQueued, expireLease, expireOwnLeases, findExpiredLeases, heartbeat, type ClaimedStep, type HeldLease, type QueueClaim } from '../store/step-runs.ts';
-import { runningSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
+import { completeBatch, completeOne, runningSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
 import { isTruthy } from '../steps/condition.ts';
 import { executors } from '../steps/registry.ts';
 import type { StepResult, StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { AgentCache } from './agent-cache.ts';
 import { OutputStream } from './output-stream.ts';
+import { CompletionBatcher } from './completion-batcher.ts';
 import { completeSucceeded, type QuickSuccess } from './quick-advance.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
@@ -81,9 +82,20 @@ export class Worker {
   private readonly idle = new Set<() => void>();
   readonly metrics = new WorkerMetrics();
   private readonly agents: AgentCache;
+  private readonly completions: CompletionBatcher;
 
   constructor(private readonly deps: WorkerDeps, readonly options: WorkerOptions) {
     this.agents = new AgentCache(deps.db, () => deps.clock.now());
+    this.completions = new CompletionBatcher({
+      one: (completion) => {
+        this.countQuickStatement(1);
+        return completeOne(deps.db, completion);
+      },
+      many: (completions) => {
+        this.countQuickStatement(completions.length);
+        return completeBatch(deps.db, completions);
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -165,6 +177,11 @@ export class Worker {
       this.missedWake = false;
       this.wake();
     }
+  }
+
+  private countQuickStatement(completions: number): void {
+    this.metrics.quickStatements++;
+    this.metrics.quickCompletions += completions;
   }
 
   /** Lease deadline for an attempt claimed now. */
@@ -337,7 +354,7 @@ export class Worker {
   /** A success in one statement (quick-advance.ts); undefined: use advance(), nothing was written. */
   private async completeQuickly(c: ClaimedStep, held: RunSnapshot | undefined, s: QuickSuccess): Promise<NextStep | undefined> {
     try {
-      const done = await completeSucceeded(this.deps.db, this.deps, c, held, s);
+      const done = await completeSucceeded(this.deps.db, (completion) => this.completions.complete(completion), this.deps, c, held, s);
       if (done?.claimed === undefined && done?.finished) this.deps.onRunFinished(c.runId);
       return done;
     } catch (error) {

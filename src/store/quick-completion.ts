@@ -1,8 +1,10 @@
 /**
- * The common step completion in one statement (migrations 0006, 0008): the caller decided from step
- * states it read earlier (as text: `statesText`), and weft_complete_attempt applies the fence,
- * the output and the decision's writes only if the run still has exactly those states, under
- * the run lock. No BEGIN, no COMMIT, one round trip — where advance() takes five.
+ * The common step completion in one statement: the caller decided from step states it read
+ * earlier (as text: `statesText`), and the database applies the fence, the output and the
+ * decision's writes only if the run still has exactly those states, under the run lock. No
+ * BEGIN, no COMMIT, one round trip — where advance() takes five. One completion goes through
+ * weft_complete_attempt (migrations 0006, 0008); several of different runs through
+ * weft_complete_attempts (migration 0013), in one statement, each answered on its own.
  */
 import { WeftError } from '../core/errors.ts';
 import type { RunMode, RunStatus } from '../core/scheduler-types.ts';
@@ -39,13 +41,6 @@ export function runningSnapshot(statesText: string | null): RunSnapshot {
   return snapshot('running', 'auto', statesText);
 }
 
-/** The run changed since its snapshot was read: decide again from `current` (read under the lock). */
-export class StaleSnapshot extends Error {
-  constructor(readonly current: RunSnapshot) {
-    super('the run changed since its step states were read');
-  }
-}
-
 export interface QuickCompletion extends AttemptFence {
   expected: RunSnapshot;
   at: Date;
@@ -63,11 +58,17 @@ export interface QuickCompletion extends AttemptFence {
 }
 
 /**
- * Applies a quick completion. Returns the claimed successor (with the run's states after this
- * write, for its own quick completion) or undefined when nothing was claimed; throws
- * StaleSnapshot when the run moved, and WEFT_LEASE_LOST when the attempt lost its lease.
+ * What a quick completion came to: done (with the successor it claimed for the worker and the
+ * run's states after the write, if any); stale (the run moved: `current` is its state read
+ * under the lock, and nothing was written); or lease lost (nothing was written).
  */
-export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise<{ claimed: ClaimedStep; snapshot: RunSnapshot } | undefined> {
+export type QuickAnswer =
+  | { kind: 'done'; claimed: { claimed: ClaimedStep; snapshot: RunSnapshot } | undefined }
+  | { kind: 'stale'; current: RunSnapshot }
+  | { kind: 'lease_lost' };
+
+/** Applies one quick completion (weft_complete_attempt). Throws only what wrote nothing and is not an answer (a dropped connection). */
+export async function completeOne(q: Queryable, c: QuickCompletion): Promise<QuickAnswer> {
   let rows: (ClaimRow & { states: string })[];
   try {
     ({ rows } = await q.query<ClaimRow & { states: string }>(
@@ -88,14 +89,70 @@ export async function completeQuickly(q: Queryable, c: QuickCompletion): Promise
     ));
   } catch (error) {
     const state = sqlState(error);
-    if (state === 'WF409') {
-      const current = JSON.parse((error as { detail?: string }).detail ?? '{}') as { status: RunStatus; mode: RunMode; states: string | null };
-      throw new StaleSnapshot(snapshot(current.status, current.mode, current.states));
-    }
-    if (state === 'WF410') throw new WeftError('WEFT_LEASE_LOST', `step attempt no longer holds its lease (run ${c.runId})`);
+    if (state === 'WF409') return staleAnswer((error as { detail?: string }).detail);
+    if (state === 'WF410') return { kind: 'lease_lost' };
     throw error;
   }
   const row = rows[0];
-  if (!row) return undefined;
-  return { claimed: toClaimed(row), snapshot: runningSnapshot(row.states) };
+  return { kind: 'done', claimed: row && { claimed: toClaimed(row), snapshot: runningSnapshot(row.states) } };
 }
+
+/** The answer to a completion whose run moved, from the database's {status, mode, states}. */
+function staleAnswer(detail: string | null | undefined): QuickAnswer {
+  const current = JSON.parse(detail ?? '{}') as { status: RunStatus; mode: RunMode; states: string | null };
+  return { kind: 'stale', current: snapshot(current.status, current.mode, current.states) };
+}
+
+type BatchRow = ClaimRow & { item: number; error: 'WF409' | 'WF410' | null; detail: string | null; states: string | null };
+
+/**
+ * Applies several quick completions, of different runs, in one statement
+ * (weft_complete_attempts): each is checked, fenced and written as completeOne would alone,
+ * and answered on its own, in the order given. Throws only when the statement failed as a
+ * whole (nothing written).
+ */
+export async function completeBatch(q: Queryable, items: readonly QuickCompletion[]): Promise<QuickAnswer[]> {
+  const workerId = items[0]?.workerId;
+  if (workerId === undefined) return [];
+  if (items.some((c) => c.workerId !== workerId)) throw new WeftError('WEFT_INTERNAL', 'a batch of completions comes from one worker');
+  const events = items.flatMap((c, i) => c.events.map((e) => ({ item: i + 1, e })));
+  const queue = items.flatMap((c, i) => c.queue.map((stepId) => ({ item: i + 1, stepId })));
+  const skips = items.flatMap((c, i) => c.skips.map((s) => ({ item: i + 1, s })));
+  const finishes = items.map((c) => (c.finish ? runFinishValues(c.finish) : [null, null, null] as const));
+  const { rows } = await q.query<BatchRow>(
+    `SELECT o_item AS item, o_error AS error, o_detail AS detail, ${CLAIM_COLUMNS}
+     FROM weft_complete_attempts($1, $2::uuid[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[], $7::numeric[], $8::boolean[],
+       $9::text[], $10::int[], $11::jsonb[], $12::text[], $13::int[], $14::text[], $15::text[], $16::int[], $17::int[], $18::numeric[],
+       $19::int[], $20::text[], $21::text[], $22::int[], $23::jsonb[], $24::int[], $25::text[], $26::int[], $27::text[], $28::text[],
+       $29::text[], $30::timestamptz[], $31::text[], $32::jsonb[], $33::jsonb[])`,
+    [
+      workerId,
+      items.map((c) => c.runId), items.map((c) => c.expected.statesText), items.map((c) => c.at.toISOString()),
+      items.map((c) => c.runUsage?.tokensIn ?? 0), items.map((c) => c.runUsage?.tokensOut ?? 0),
+      items.map((c) => c.runUsage?.costUsd ?? 0), items.map((c) => c.runUsage?.simulated ?? false),
+      items.map((c) => c.stepId), items.map((c) => c.attempt), items.map((c) => JSON.stringify(c.output ?? null)),
+      items.map((c) => c.branch), items.map((c) => c.durationMs),
+      items.map((c) => c.usage?.provider ?? null), items.map((c) => c.usage?.model ?? null),
+      items.map((c) => c.usage?.tokensIn ?? null), items.map((c) => c.usage?.tokensOut ?? null), items.map((c) => c.usage?.costUsd ?? null),
+      events.map((x) => x.item), events.map((x) => x.e.stepId), events.map((x) => x.e.type), events.map((x) => x.e.attempt),
+      events.map((x) => JSON.stringify(x.e.data)),
+      queue.map((x) => x.item), queue.map((x) => x.stepId),
+      skips.map((x) => x.item), skips.map((x) => x.s.stepId), skips.map((x) => x.s.reason),
+      items.map((c) => c.claim?.stepId ?? null), items.map((c) => c.claim?.leaseUntil.toISOString() ?? null),
+      finishes.map((f) => f[0]), finishes.map((f) => f[1]), finishes.map((f) => f[2]),
+    ],
+  );
+  const answers: (QuickAnswer | undefined)[] = items.map(() => undefined);
+  for (const row of rows) answers[row.item - 1] = toAnswer(row);
+  return answers.map((a, i) => {
+    if (!a) throw new WeftError('WEFT_INTERNAL', `no answer for item ${i + 1} of a batch of completions`);
+    return a;
+  });
+}
+
+function toAnswer(row: BatchRow): QuickAnswer {
+  if (row.error === 'WF410') return { kind: 'lease_lost' };
+  if (row.error === 'WF409') return staleAnswer(row.detail);
+  return { kind: 'done', claimed: row.run_id === null ? undefined : { claimed: toClaimed(row), snapshot: runningSnapshot(row.states) } };
+}
+
