@@ -15,7 +15,8 @@
  * batch. Each item is checked against the states its run had, which another item of the same
  * run would change.
  */
-import type { QuickAnswer, QuickCompletion } from '../store/quick-completion.ts';
+import type { Queryable } from '../store/db.ts';
+import { completeBatch, completeOne, type QuickAnswer, type QuickCompletion } from '../store/quick-completion.ts';
 
 export interface CompletionSenders {
   one: (completion: QuickCompletion) => Promise<QuickAnswer>;
@@ -81,4 +82,18 @@ export class CompletionBatcher {
     this.waiting = rest;
     return batch;
   }
+}
+
+/** A batcher that writes to the database; `sent` learns how many completions each statement carried. */
+export function databaseBatcher(db: Queryable, sent: (completions: number) => void): CompletionBatcher {
+  return new CompletionBatcher({
+    one: (completion) => {
+      sent(1);
+      return completeOne(db, completion);
+    },
+    many: (completions) => {
+      sent(completions.length);
+      return completeBatch(db, completions);
+    },
+  });
 }

@@ -2,9 +2,11 @@
  * The worker's common step completion, in one statement. The worker decides from the run's
  * step states it already holds — returned with the step it runs by the completion that
  * claimed it (a quick one, advance(), the run's start, or the worker's read after a claim from
- * the queue) — and hands the fence, the output and the decision's writes to weft_complete_attempt, which applies them only if the run still has exactly those states
- * (store/quick-completion.ts). advance() does the same in five round trips (BEGIN, lock,
- * fence, writes, COMMIT), holding the run lock across them.
+ * the queue) — and sends the fence, the output and the decision's writes, which the database
+ * applies only if the run still has exactly those states (store/quick-completion.ts); the
+ * worker's CompletionBatcher sends them alone or with other runs' completions in one statement.
+ * advance() does the same in five round trips (BEGIN, lock, fence, writes, COMMIT), holding the
+ * run lock across them.
  *
  * Only what advance() would write in its last statement goes this way: a success of the run's
  * only step in flight whose decision appends events, queues, skips or claims steps, or finishes

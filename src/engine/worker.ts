@@ -7,7 +7,9 @@
  * - claiming: one claim statement at a time takes up to the free capacity (SKIP LOCKED).
  * - running: each attempt executes with a lease; one batched heartbeat statement renews all
  *   leases, and an attempt whose lease is gone is aborted. When an attempt ends, the
- *   completing transaction claims one successor it made ready, which runs at once.
+ *   completing transaction claims one successor it made ready, which runs at once. Successes
+ *   that can complete quickly go out through the CompletionBatcher: one statement out at a
+ *   time, and those that end meanwhile together in the next.
  * - stopping: no new claims; in-flight attempts get `drainMs` to finish, then are aborted
  *   (their leases expire and another worker retries them).
  * A sweeper timer requeues steps whose lease expired (their worker died or stalled).
@@ -18,14 +20,14 @@ import { WeftError, toErrorRecord } from '../core/errors.ts';
 import { evaluateExpression, resolveBindings } from '../core/expressions.ts';
 import { transactionWithRetry, type Db } from '../store/db.ts';
 import { claimQueued, expireLease, expireOwnLeases, findExpiredLeases, heartbeat, type ClaimedStep, type HeldLease, type QueueClaim } from '../store/step-runs.ts';
-import { completeBatch, completeOne, runningSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
+import { runningSnapshot, type RunSnapshot } from '../store/quick-completion.ts';
 import { isTruthy } from '../steps/condition.ts';
 import { executors } from '../steps/registry.ts';
 import type { StepResult, StepSettings } from '../steps/types.ts';
 import { advance, type AdvanceDeps, type AdvanceRequest, type AdvanceResult } from './advance.ts';
 import { AgentCache } from './agent-cache.ts';
 import { OutputStream } from './output-stream.ts';
-import { CompletionBatcher } from './completion-batcher.ts';
+import { databaseBatcher, type CompletionBatcher } from './completion-batcher.ts';
 import { completeSucceeded, type QuickSuccess } from './quick-advance.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './log.ts';
@@ -86,15 +88,9 @@ export class Worker {
 
   constructor(private readonly deps: WorkerDeps, readonly options: WorkerOptions) {
     this.agents = new AgentCache(deps.db, () => deps.clock.now());
-    this.completions = new CompletionBatcher({
-      one: (completion) => {
-        this.countQuickStatement(1);
-        return completeOne(deps.db, completion);
-      },
-      many: (completions) => {
-        this.countQuickStatement(completions.length);
-        return completeBatch(deps.db, completions);
-      },
+    this.completions = databaseBatcher(deps.db, (completions) => {
+      this.metrics.quickStatements++;
+      this.metrics.quickCompletions += completions;
     });
   }
 
@@ -177,11 +173,6 @@ export class Worker {
       this.missedWake = false;
       this.wake();
     }
-  }
-
-  private countQuickStatement(completions: number): void {
-    this.metrics.quickStatements++;
-    this.metrics.quickCompletions += completions;
   }
 
   /** Lease deadline for an attempt claimed now. */
