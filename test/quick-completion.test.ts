@@ -210,6 +210,31 @@ for (const backend of BACKENDS) {
       assert.equal(counts.transactions, 1, 'registering the workflow; nothing went through advance');
     });
 
+    void test('stopping the worker waits for a success still being recorded, so the database outlives it', async (t) => {
+      const raw = await openTestDb(backend, t);
+      if (!raw) return;
+      // Every quick completion reaches the database 300 ms late: the attempt has ended (it is
+      // no longer in flight) while its outcome is not written yet.
+      let delayed = 0;
+      const db: Db = Object.assign(Object.create(raw) as Db, {
+        query: (async (text: string, params?: readonly unknown[]) => {
+          if (text.includes('weft_complete_attempt')) {
+            delayed++;
+            await new Promise((resolve) => setTimeout(resolve, 300));
+          }
+          return raw.query(text, params);
+        }) as Db['query'],
+      });
+      const engine = new Engine({ db, worker: FAST_WORKER });
+      t.after(() => raw.close());
+      await engine.start();
+      const runId = await launch(engine, { name: 'one', steps: { only: { type: 'transform', expr: '1' } } });
+      while (delayed === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.equal(engine.worker!.inFlight, 0, 'the attempt itself has ended');
+      await engine.stop();
+      assert.equal(await new Engine({ db: raw, worker: false }).getRun(runId).then((r) => r?.status), 'succeeded');
+    });
+
     void test('a run claimed from the queue: its states come with the claim (no other read), and its steps complete quickly', async (t) => {
       const raw = await openTestDb(backend, t);
       if (!raw) return;

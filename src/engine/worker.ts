@@ -81,6 +81,8 @@ export class Worker {
   /** Slots held by claims being made (see claimWith), counted as taken. */
   private held = 0;
   private stopping = false;
+  /** Chains running: an attempt executing, or its outcome being recorded (runChain). */
+  private chains = 0;
   private readonly idle = new Set<() => void>();
   readonly metrics = new WorkerMetrics();
   private readonly agents: AgentCache;
@@ -114,12 +116,14 @@ export class Worker {
     if (this.stopping) return;
     this.stopping = true;
     for (const t of this.timers.splice(0)) clearInterval(t);
-    if (this.inflight.size > 0) {
+    // Chains, not attempts: a chain whose attempt has ended may still be recording its outcome
+    // (a completion waiting for its batch), and the database must outlive that.
+    if (this.chains > 0) {
       const drained = new Promise<void>((resolve) => this.idle.add(resolve));
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, this.options.drainMs).unref());
       await Promise.race([drained, deadline]);
     }
-    if (this.inflight.size > 0) {
+    if (this.chains > 0) {
       const settled = new Promise<void>((resolve) => this.idle.add(resolve));
       for (const f of this.inflight.values()) f.controller.abort(new WeftError('WEFT_CANCELLED', 'worker shutting down', { retryable: true }));
       await settled;
@@ -236,6 +240,17 @@ export class Worker {
 
   /** Runs an attempt, then the successor its completion claimed, and so on down the chain. */
   private async runChain(first: ClaimedStep, firstSnapshot: RunSnapshot | undefined): Promise<void> {
+    this.chains++;
+    try {
+      await this.runAttempts(first, firstSnapshot);
+    } finally {
+      this.chains--;
+    }
+    if (this.chains === 0) for (const resolve of this.idle) resolve();
+    this.slotFreed();
+  }
+
+  private async runAttempts(first: ClaimedStep, firstSnapshot: RunSnapshot | undefined): Promise<void> {
     let current: ClaimedStep | undefined = first;
     let snapshot = firstSnapshot;
     while (current) {
@@ -255,8 +270,6 @@ export class Worker {
         this.held--;
       }
     }
-    if (this.inflight.size === 0) for (const resolve of this.idle) resolve();
-    this.slotFreed();
   }
 
   private async execute(c: ClaimedStep, controller: AbortController): Promise<AttemptOutcome> {
