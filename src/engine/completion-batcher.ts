@@ -8,8 +8,8 @@
  * nothing out never waits.
  *
  * Why one statement out at a time: while it runs, the others gather into the next batch. With
- * two out, batches were half the size and, at 4 workers × 8 slots, each step cost 0.6 ms of
- * PostgreSQL CPU instead of 0.45 (docs/BENCHMARKS.md).
+ * two out, 4 workers × 8 slots ran a quarter fewer steps per second, each costing 0.62–0.69 ms
+ * of PostgreSQL CPU instead of 0.43–0.53 (docs/BENCHMARKS.md, 2026-12-07).
  *
  * A batch holds one completion per run; a second one of the same run waits for the next
  * batch. Each item is checked against the states its run had, which another item of the same
