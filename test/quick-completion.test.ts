@@ -13,9 +13,10 @@ import { VersionCache } from '../src/engine/version-cache.ts';
 import type { Db, Queryable } from '../src/store/db.ts';
 import { sqlState } from '../src/store/db.ts';
 import { completeBatch, completeOne, readRunSnapshot, runningSnapshot, type QuickAnswer, type QuickCompletion } from '../src/store/quick-completion.ts';
+import { getRunStatus } from '../src/store/runs.ts';
 import { claimQueued } from '../src/store/step-runs.ts';
 import { BACKENDS, closeTemplates, openTestDb, type Backend } from './helpers/db.ts';
-import { example, FAST_WORKER, launch, testEngine } from './helpers/engine.ts';
+import { example, FAST_WORKER, launch, sleep, testEngine } from './helpers/engine.ts';
 
 after(closeTemplates);
 
@@ -27,6 +28,21 @@ interface Counts {
   starts: number;
 }
 
+/** `db`, with `before` called on the text of every statement it runs, in a transaction or not, and awaited before it is sent. */
+function intercepted(db: Db, before: (text: string) => void | Promise<void>, onTransaction = () => {}): Db {
+  const query = async <R>(q: Queryable, text: string, params?: readonly unknown[]) => {
+    await before(text);
+    return q.query<R>(text, params);
+  };
+  return Object.assign(Object.create(db) as Db, {
+    query: ((text: string, params?: readonly unknown[]) => query(db, text, params)) as Db['query'],
+    transaction: (<T>(fn: (tx: Queryable) => Promise<T>) => {
+      onTransaction();
+      return db.transaction((tx) => fn({ query: (text, params) => query(tx, text, params) } as Queryable));
+    }) as Db['transaction'],
+  });
+}
+
 /** Counts what reaches the database: transactions, and calls of the one-statement completion and start. */
 function counting(db: Db): { db: Db; counts: Counts } {
   const counts = { transactions: 0, quick: 0, batches: 0, starts: 0 };
@@ -35,17 +51,7 @@ function counting(db: Db): { db: Db; counts: Counts } {
     if (text.includes('weft_complete_attempts(')) counts.batches++;
     if (text.includes('weft_start_run(')) counts.starts++;
   };
-  const wrapped: Db = Object.assign(Object.create(db) as Db, {
-    query: ((text: string, params?: readonly unknown[]) => {
-      count(text);
-      return db.query(text, params);
-    }) as Db['query'],
-    transaction: (<T>(fn: (tx: Queryable) => Promise<T>) => {
-      counts.transactions++;
-      return db.transaction((tx) => fn({ query: (text, params) => (count(text), tx.query(text, params)) } as Queryable));
-    }) as Db['transaction'],
-  });
-  return { db: wrapped, counts };
+  return { db: intercepted(db, count, () => counts.transactions++), counts };
 }
 
 /** A started engine with a worker on a fresh database, whose statements `counts` counts. */
@@ -216,23 +222,19 @@ for (const backend of BACKENDS) {
       // Every quick completion reaches the database 300 ms late: the attempt has ended (it is
       // no longer in flight) while its outcome is not written yet.
       let delayed = 0;
-      const db: Db = Object.assign(Object.create(raw) as Db, {
-        query: (async (text: string, params?: readonly unknown[]) => {
-          if (text.includes('weft_complete_attempt')) {
-            delayed++;
-            await new Promise((resolve) => setTimeout(resolve, 300));
-          }
-          return raw.query(text, params);
-        }) as Db['query'],
+      const db = intercepted(raw, async (text) => {
+        if (!text.includes('weft_complete_attempt')) return;
+        delayed++;
+        await sleep(300);
       });
       const engine = new Engine({ db, worker: FAST_WORKER });
       t.after(() => raw.close());
       await engine.start();
       const runId = await launch(engine, { name: 'one', steps: { only: { type: 'transform', expr: '1' } } });
-      while (delayed === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      while (delayed === 0) await sleep(5);
       assert.equal(engine.worker!.inFlight, 0, 'the attempt itself has ended');
       await engine.stop();
-      assert.equal(await new Engine({ db: raw, worker: false }).getRun(runId).then((r) => r?.status), 'succeeded');
+      assert.equal(await getRunStatus(raw, runId), 'succeeded');
     });
 
     void test('a run claimed from the queue: its states come with the claim (no other read), and its steps complete quickly', async (t) => {

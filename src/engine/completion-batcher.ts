@@ -39,7 +39,7 @@ export class CompletionBatcher {
 
   constructor(private readonly send: CompletionSenders) {}
 
-  /** Applies one completion, alone or with others; rejects only when its statement failed as a whole (nothing of it written). */
+  /** Applies one completion, alone or with others; rejects with what its statement threw (see completeOne). */
   complete(completion: QuickCompletion): Promise<QuickAnswer> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ completion, resolve, reject });

@@ -39,7 +39,7 @@ export class WorkerMetrics {
   leaseLost = 0;
   /** Attempts handed back because the run's budget did not cover their next model call. */
   budgetHolds = 0;
-  /** Quick completions sent, and the statements that carried them (batched: completion-batcher.ts). */
+  /** Quick completions sent, and the statements that carried them (batched: completion-batcher.ts); their ratio is the mean batch size. */
   quickCompletions = 0;
   quickStatements = 0;
   readonly claimLatency = new Histogram(LATENCY_BUCKETS);
@@ -55,7 +55,7 @@ export class WorkerMetrics {
       ...counter('weft_steps_retried_total', 'Failed attempts scheduled for a retry.', this.retried),
       ...counter('weft_leases_lost_total', 'Attempts abandoned because their lease was lost.', this.leaseLost),
       ...counter('weft_budget_holds_total', 'Attempts handed back because the run budget did not cover their next model call.', this.budgetHolds),
-      ...counter('weft_quick_completions_total', 'Successes completed in one statement (quick completions).', this.quickCompletions),
+      ...counter('weft_quick_completions_total', 'Quick completions sent (one sent again after a stale answer counts twice).', this.quickCompletions),
       ...counter('weft_quick_completion_statements_total', 'Statements that carried the quick completions (several go together under load).', this.quickStatements),
       ...this.claimLatency.render('weft_claim_latency_seconds', 'From a step becoming ready to its claim.'),
       ...this.stepDuration.render('weft_step_duration_seconds', 'Duration of step attempts.'),

@@ -67,7 +67,11 @@ export type QuickAnswer =
   | { kind: 'stale'; current: RunSnapshot }
   | { kind: 'lease_lost' };
 
-/** Applies one quick completion (weft_complete_attempt). Throws only what wrote nothing and is not an answer (a dropped connection). */
+/**
+ * Applies one quick completion (weft_complete_attempt). Throws what is not an answer: a
+ * statement that failed (nothing written), or a connection lost on the way (written or not;
+ * the fence of advance(), which the worker falls back to, settles which).
+ */
 export async function completeOne(q: Queryable, c: QuickCompletion): Promise<QuickAnswer> {
   let rows: (ClaimRow & { states: string })[];
   try {
@@ -108,8 +112,8 @@ type BatchRow = ClaimRow & { item: number; error: 'WF409' | 'WF410' | null; deta
 /**
  * Applies several quick completions, of different runs, in one statement
  * (weft_complete_attempts): each is checked, fenced and written as completeOne would alone,
- * and answered on its own, in the order given. Throws only when the statement failed as a
- * whole (nothing written).
+ * and answered on its own, in the order given. Throws, for the whole batch, what completeOne
+ * throws.
  */
 export async function completeBatch(q: Queryable, items: readonly QuickCompletion[]): Promise<QuickAnswer[]> {
   const workerId = items[0]?.workerId;

@@ -1,8 +1,9 @@
 -- Quick completions in batches (src/store/quick-completion.ts, src/engine/completion-batcher.ts):
 -- the completions a worker has ready at once — steps of several runs — are written by one call,
 -- set-wise: each statement below handles every item of the batch, so a batch of k costs one
--- round trip, one commit and about six statements, where k calls of weft_complete_attempt
--- (migration 0008) cost k of each and about six statements apiece. A first try (reverted, see
+-- round trip, one commit and four statements (six when it queues or skips steps), where k calls
+-- of weft_complete_attempt (migration 0008) cost k of each and five statements apiece (both
+-- beside their calls of weft_step_states, one per item). A first try (reverted, see
 -- docs/BENCHMARKS.md) called weft_complete_attempt once per item, each in a subtransaction:
 -- it saved no statement, and a worker alone got slower. A completion alone still goes through
 -- weft_complete_attempt, which costs less for one item than this function does.
@@ -52,37 +53,33 @@ CREATE FUNCTION weft_complete_attempts(
   SET enable_hashjoin = off SET enable_mergejoin = off
 AS $$
 DECLARE
-  v_count int := cardinality(p_runs);
-  v_items int[];
   v_status text[];
   v_mode text[];
   v_states text[];
-  v_times timestamptz[];
   v_at timestamptz[];
-  v_item int;
   v_checked int[] := '{}';
   v_done int[];
 BEGIN
   PERFORM 1 FROM runs r WHERE r.id = ANY(p_runs) ORDER BY r.id FOR NO KEY UPDATE;
 
-  -- A new statement: its snapshot sees every write committed before we held the locks.
-  SELECT array_agg(i.n), array_agg(r.status), array_agg(r.mode),
-    array_agg(CASE WHEN r.id IS NULL THEN NULL ELSE weft_step_states(i.run) END), array_agg(GREATEST(r.updated_at, i.at))
-  INTO v_items, v_status, v_mode, v_states, v_times
+  -- A new statement: its snapshot sees every write committed before we held the locks. The
+  -- arrays are in item order, like the parameters.
+  SELECT array_agg(r.status ORDER BY i.n), array_agg(r.mode ORDER BY i.n),
+    array_agg(CASE WHEN r.id IS NULL THEN NULL ELSE weft_step_states(i.run) END ORDER BY i.n),
+    array_agg(GREATEST(r.updated_at, i.at) ORDER BY i.n)
+  INTO v_status, v_mode, v_states, v_at
   FROM unnest(p_runs, p_at) WITH ORDINALITY AS i(run, at, n) LEFT JOIN runs r ON r.id = i.run;
 
-  FOR j IN 1 .. v_count LOOP
-    v_item := v_items[j];
-    IF p_runs[v_item] = ANY(p_runs[1:v_item - 1]) THEN
-      RAISE EXCEPTION 'a batch of completions names run % twice', p_runs[v_item] USING ERRCODE = 'WF400';
+  FOR k IN 1 .. cardinality(p_runs) LOOP
+    IF p_runs[k] = ANY(p_runs[1:k - 1]) THEN
+      RAISE EXCEPTION 'a batch of completions names run % twice', p_runs[k] USING ERRCODE = 'WF400';
     END IF;
-    v_at[v_item] := v_times[j];
-    IF v_status[j] = 'running' AND v_mode[j] = 'auto' AND v_states[j] = p_expected[v_item] THEN
-      v_checked := v_checked || v_item;
+    IF v_status[k] = 'running' AND v_mode[k] = 'auto' AND v_states[k] = p_expected[k] THEN
+      v_checked := v_checked || k;
     ELSE
-      o_item := v_item;
+      o_item := k;
       o_error := 'WF409';
-      o_detail := json_build_object('status', v_status[j], 'mode', v_mode[j], 'states', v_states[j])::text;
+      o_detail := json_build_object('status', v_status[k], 'mode', v_mode[k], 'states', v_states[k])::text;
       RETURN NEXT;
     END IF;
   END LOOP;
